@@ -1,0 +1,162 @@
+"""Validated, frozen configuration of one simulation run: the single edge where input is checked.
+
+Field names are the ``blis run`` flag names with underscores, so an error on ``workload.rate`` reads
+``--rate must be ...``. Which fields were given explicitly matters for some defaults (ENGINE.md §15.1); pydantic's
+``model_fields_set`` records exactly that, and ``is_set`` asks it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .validators import (
+    Coeffs3,
+    FiniteGE0,
+    FiniteGT0,
+    Fraction01,
+    Int,
+    IntGE0,
+    IntGE1,
+    NonEmptyStr,
+    one_of,
+)
+from typing import Annotated
+
+WORKLOADS = ("chatbot", "contentgen", "distribution", "multidoc", "summarization", "traces")
+PRESETS = ("chatbot", "contentgen", "multidoc", "summarization")
+ARRIVAL_PROCESSES = ("constant", "poisson")
+ADMISSION_POLICIES = ("always-admit", "token-bucket", "reject-all")
+ROUTING_POLICIES = ("round-robin", "least-loaded", "weighted", "prefix-affinity", "always-busiest")
+PRIORITY_POLICIES = ("constant", "slo-based", "inverted-slo")
+SCHEDULERS = ("fcfs", "priority-fcfs", "sjf", "reverse-priority")
+TRACE_LEVELS = ("none", "decisions")
+LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "trace", "fatal", "panic")
+
+UNLIMITED_HORIZON = 2**63 - 1
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True, protected_namespaces=())
+
+    def is_set(self, name: str) -> bool:
+        """True when the field was given explicitly (flag passed / keyword given)."""
+        return name in self.model_fields_set
+
+
+class LatencyConfig(_Section):
+    """Which latency model, and its inputs (ENGINE.md §9, ROOFLINE.md §7)."""
+
+    model: NonEmptyStr
+    hardware: str = ""
+    tp: IntGE0 = 0
+    vllm_version: str = ""
+    defaults_filepath: Path | None = None
+    alpha_coeffs: Coeffs3 = (0.0, 0.0, 0.0)
+    beta_coeffs: Coeffs3 = (0.0, 0.0, 0.0)
+    model_config_folder: Path | None = None
+    hardware_config: Path | None = None
+    bench_data_path: Path | None = None
+
+
+class EngineConfig(_Section):
+    """Per-instance vLLM server settings (ENGINE.md §7, §8)."""
+
+    total_kv_blocks: IntGE1 = 1_000_000
+    block_size_in_tokens: IntGE1 = 16
+    max_num_running_reqs: IntGE1 = 256
+    max_num_scheduled_tokens: IntGE1 = 2048
+    long_prefill_token_threshold: IntGE0 = 0
+    max_model_len: IntGE1 = 2048
+    async_scheduling: bool = False
+    kv_cpu_blocks: IntGE0 = 0
+    kv_offload_threshold: Fraction01 = 0.9
+    kv_transfer_bandwidth: FiniteGT0 = 100.0
+    kv_transfer_base_latency: IntGE0 = 0
+
+
+class WorkloadConfig(_Section):
+    """Where requests come from (ENGINE.md §10)."""
+
+    workload: Annotated[str, one_of(*WORKLOADS)] = "distribution"
+    workload_traces_filepath: Path | None = None
+    workload_spec: Path | None = None
+    arrival_process: Annotated[str, one_of(*ARRIVAL_PROCESSES)] = "constant"
+    rate: FiniteGT0 = 1.0
+    num_requests: IntGE0 = 100
+    prefix_tokens: IntGE0 = 0
+    prompt_tokens: Int = 512
+    prompt_tokens_stdev: IntGE0 = 256
+    prompt_tokens_min: Int = 2
+    prompt_tokens_max: Int = 7000
+    output_tokens: Int = 512
+    output_tokens_stdev: IntGE0 = 256
+    output_tokens_min: Int = 2
+    output_tokens_max: Int = 7000
+    export_trace: Path | None = None
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "WorkloadConfig":
+        if self.workload == "traces" and self.workload_traces_filepath is None:
+            raise ValueError("--workload traces needs --workload-traces-filepath")
+        if self.workload == "distribution" and self.workload_spec is None:
+            for kind in ("prompt", "output"):
+                lo = getattr(self, f"{kind}_tokens_min")
+                mean = getattr(self, f"{kind}_tokens")
+                hi = getattr(self, f"{kind}_tokens_max")
+                if lo < 1:
+                    raise ValueError(f"--{kind}-tokens-min must be an integer >= 1, got {lo}")
+                if not lo <= mean <= hi:
+                    raise ValueError(
+                        f"--{kind}-tokens must lie between --{kind}-tokens-min and --{kind}-tokens-max "
+                        f"(min <= mean <= max), got min={lo} mean={mean} max={hi}"
+                    )
+        return self
+
+
+class ClusterConfig(_Section):
+    """Instances and the control plane (ENGINE.md §6, §11)."""
+
+    num_instances: IntGE1 = 1
+    admission_policy: Annotated[str, one_of(*ADMISSION_POLICIES)] = "always-admit"
+    admission_latency: IntGE0 = 0
+    routing_latency: IntGE0 = 0
+    token_bucket_capacity: FiniteGT0 = 10000.0
+    token_bucket_refill_rate: FiniteGT0 = 1000.0
+    routing_policy: Annotated[str, one_of(*ROUTING_POLICIES)] = "round-robin"
+    routing_scorers: str = ""
+    priority_policy: Annotated[str, one_of(*PRIORITY_POLICIES)] = "constant"
+    scheduler: Annotated[str, one_of(*SCHEDULERS)] = "fcfs"
+    policy_config: Path | None = None
+    snapshot_refresh_interval: IntGE0 = 0
+
+
+class OutputConfig(_Section):
+    """Observability and result files (ENGINE.md §12, §14)."""
+
+    results_path: Path | None = None
+    log: Annotated[str, one_of(*LOG_LEVELS)] = "warn"
+    trace_level: Annotated[str, one_of(*TRACE_LEVELS)] = "none"
+    counterfactual_k: IntGE0 = 0
+    summarize_trace: bool = False
+    fitness_weights: str = ""
+
+
+class SimulationConfig(_Section):
+    """Everything one run needs. A run is a pure function of this object."""
+
+    latency: LatencyConfig
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    workload: WorkloadConfig = Field(default_factory=WorkloadConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    seed: Int = 42
+    horizon: IntGE0 = UNLIMITED_HORIZON
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "SimulationConfig":
+        lat = self.latency
+        if (lat.model_config_folder is None) != (lat.hardware_config is None):
+            raise ValueError("--model-config-folder and --hardware-config must be given together (roofline mode)")
+        return self

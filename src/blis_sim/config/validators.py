@@ -1,0 +1,70 @@
+"""Annotated field types whose error messages say what is accepted ("must be a finite number > 0").
+
+The CLI turns a pydantic error on field ``engine.total_kv_blocks`` into
+``--total-kv-blocks must be an integer >= 1, got 0``: field names are the flag names with underscores.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Callable
+
+from pydantic import AfterValidator, BeforeValidator
+
+
+def _check(ok: Callable[[Any], bool], accepted: str) -> AfterValidator:
+    def validate(value: Any) -> Any:
+        if not ok(value):
+            raise ValueError(f"must be {accepted}")
+        return value
+
+    return AfterValidator(validate)
+
+
+def _finite(v: float) -> bool:
+    return math.isfinite(v)
+
+
+def _strict_int(value: Any) -> Any:
+    # Reject floats like 2.5 and booleans with our own wording instead of pydantic's.
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError("must be an integer")
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            raise ValueError("must be an integer") from None
+    return value
+
+
+def one_of(*choices: str) -> AfterValidator:
+    def validate(value: str) -> str:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(sorted(choices))}")
+        return value
+
+    return AfterValidator(validate)
+
+
+Int = Annotated[int, BeforeValidator(_strict_int)]
+IntGE0 = Annotated[int, BeforeValidator(_strict_int), _check(lambda v: v >= 0, "an integer >= 0")]
+IntGE1 = Annotated[int, BeforeValidator(_strict_int), _check(lambda v: v >= 1, "an integer >= 1")]
+FiniteGT0 = Annotated[float, _check(lambda v: _finite(v) and v > 0, "a finite number > 0")]
+FiniteGE0 = Annotated[float, _check(lambda v: _finite(v) and v >= 0, "a finite number >= 0")]
+Fraction01 = Annotated[float, _check(lambda v: _finite(v) and 0 <= v <= 1, "a finite number in [0, 1]")]
+Coeffs3 = Annotated[
+    tuple[float, ...],
+    _check(lambda v: len(v) == 3 and all(_finite(x) and x >= 0 for x in v), "exactly 3 finite numbers >= 0"),
+]
+NonEmptyStr = Annotated[str, _check(lambda v: bool(v.strip()), "a non-empty string")]
+
+
+def format_value(value: Any) -> str:
+    """How a rejected value is echoed back: -3 rather than -3.0, strings quoted."""
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, (tuple, list)):
+        return ",".join(format_value(v) for v in value)
+    return str(value)

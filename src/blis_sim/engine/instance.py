@@ -1,0 +1,163 @@
+"""One simulated vLLM server: waiting queue, running batch, KV cache and latency model (ENGINE.md §7).
+
+The cluster loop calls two methods: ``enqueue`` when a routed request reaches the waiting queue, and ``step`` at
+each step boundary. ``step`` applies the results of the step that just ended, then forms and prices the next one
+and returns its end tick. Token outputs, completions and KV releases happen at step end; allocations and
+preemptions at step start.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ..config import EngineConfig
+from ..kv.cache import KVCacheManager
+from ..latency.base import LatencyModel
+from ..metrics.counters import InstanceStats
+from ..request import Request, RequestStatus
+from .scheduler import Scheduler
+from .step import StepRecord
+
+log = logging.getLogger("blis_sim")
+
+REASON_MODEL_LEN = "prompt + output tokens exceed --max-model-len"
+REASON_KV = "KV blocks needed exceed --total-kv-blocks"
+
+
+class Instance:
+    __slots__ = (
+        "index",
+        "name",
+        "kv",
+        "scheduler",
+        "latency",
+        "stats",
+        "max_model_len",
+        "block_size",
+        "output_token_time",
+        "in_flight",
+        "step_pending",
+        "num_pending",
+    )
+
+    def __init__(
+        self,
+        index: int,
+        cfg: EngineConfig,
+        total_kv_blocks: int,
+        latency: LatencyModel,
+    ) -> None:
+        self.index = index
+        self.name = f"instance_{index}"
+        self.kv = KVCacheManager(total_kv_blocks, cfg.block_size_in_tokens)
+        self.stats = InstanceStats()
+        self.scheduler = Scheduler(cfg, self.kv, self.stats.scheduling_delay.counts)
+        self.latency = latency
+        self.max_model_len = cfg.max_model_len
+        self.block_size = cfg.block_size_in_tokens
+        self.output_token_time = latency.output_token_time()
+        self.in_flight: StepRecord | None = None
+        self.step_pending = False
+        self.num_pending = 0  # routed here, not yet in the waiting queue
+
+    # -- ENQUEUE ----------------------------------------------------------------------------------------------
+    def enqueue(self, req: Request, now: int) -> bool:
+        """Put a routed request in the waiting queue; True when the caller must schedule a STEP at ``now``."""
+        self.num_pending -= 1
+        self.stats.last_event_time = now
+        req.enqueue_time = now
+        P = req.num_prompt_tokens
+        N = req.num_output_tokens
+        if P + N > self.max_model_len:
+            self._drop(req, REASON_MODEL_LEN)
+            return False
+        if -(-(P + max(N - 1, 0)) // self.block_size) > self.kv.num_blocks:
+            self._drop(req, REASON_KV)
+            return False
+        req.status = RequestStatus.WAITING
+        self.scheduler.waiting.append(req)
+        self.stats.total_input_tokens += P
+        if self.step_pending:
+            return False
+        self.step_pending = True
+        return True
+
+    def _drop(self, req: Request, reason: str) -> None:
+        req.status = RequestStatus.DROPPED
+        stats = self.stats
+        stats.dropped_unservable += 1
+        stats.dropped_by_reason[reason] = stats.dropped_by_reason.get(reason, 0) + 1
+        req.tokens = None  # type: ignore[assignment]  # never needed again
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "%s: dropped %s (P=%d, N=%d): %s",
+                self.name, req.id, req.num_prompt_tokens, req.num_output_tokens, reason,
+            )
+
+    # -- STEP -------------------------------------------------------------------------------------------------
+    def step(self, now: int) -> int | None:
+        """Step boundary at ``now``: finish the in-flight step, start the next. Returns its end tick, or None."""
+        self.step_pending = False
+        stats = self.stats
+        stats.last_event_time = now
+        if self.in_flight is not None:
+            self._apply(self.in_flight, now)
+            self.in_flight = None
+        sched = self.scheduler
+        if not sched.waiting and not sched.running:
+            return None
+        step = sched.schedule(now)
+        assert step.requests, "internal error: empty batch with pending work"
+        stats.hol_sum += len(sched.waiting)
+        stats.hol_steps += 1
+        stats.num_steps += 1
+        self.in_flight = step
+        self.step_pending = True
+        return now + self.latency.step_time(step)
+
+    def _apply(self, step: StepRecord, now: int) -> None:
+        """Results of the step that ends at ``now``: emit tokens, finish requests, release their KV (§7.4–§7.5)."""
+        a2 = self.output_token_time
+        stats = self.stats
+        itl = stats.itl.counts
+        any_finished = False
+        for req in step.requests:
+            P = req.num_prompt_tokens
+            g = req.num_generated
+            if req.num_computed_tokens != P + g:
+                continue  # a partial prefill chunk or recomputation: nothing emitted
+            N = req.num_output_tokens
+            if N == 0:
+                req.first_token = now
+                req.ttft = now - req.arrival + a2
+                stats.ttft.add(req.ttft)
+                self._finish(req, now, req.ttft)
+                any_finished = True
+                continue
+            g += 1
+            req.num_generated = g
+            if g == 1:
+                req.first_token = now
+                req.ttft = now - req.arrival + a2
+                stats.ttft.add(req.ttft)
+            else:
+                v = now - req.last_token + a2
+                itl[v] = itl.get(v, 0) + 1
+            req.last_token = now
+            stats.total_output_tokens += 1
+            if g == N:
+                self._finish(req, now, now - req.arrival + N * a2)
+                any_finished = True
+        if any_finished:
+            sched = self.scheduler
+            sched.running = [r for r in sched.running if r.status == RequestStatus.RUNNING]
+
+    def _finish(self, req: Request, now: int, e2e: int) -> None:
+        req.status = RequestStatus.FINISHED
+        req.finish_time = now
+        req.e2e = e2e
+        self.kv.free(req)
+        self.stats.completed += 1
+        self.stats.e2e.add(e2e)
+        req.tokens = None  # type: ignore[assignment]  # free the token memory of finished requests
+        req.block_keys = []

@@ -1,0 +1,129 @@
+"""Batch formation: the vLLM V1 scheduling pass (ENGINE.md §7.3).
+
+There are no phases: each request's computed tokens chase its known tokens, one token budget is spent on running
+requests first (in admission order), then on waiting ones. When a running request cannot get a block, the most
+recently admitted running request is preempted (recompute), possibly the request itself; after any preemption no
+waiting request is admitted in the same pass.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from ..config import EngineConfig
+from ..kv.cache import KVCacheManager
+from ..request import Request, RequestStatus
+from .step import StepRecord
+
+_WAITING = RequestStatus.WAITING
+_RUNNING = RequestStatus.RUNNING
+
+
+class Scheduler:
+    __slots__ = (
+        "kv",
+        "waiting",
+        "running",
+        "token_budget",
+        "max_running",
+        "long_prefill_threshold",
+        "block_size",
+        "num_preemptions",
+        "num_self_preemptions",
+        "scheduling_delays",
+    )
+
+    def __init__(self, cfg: EngineConfig, kv: KVCacheManager, scheduling_delays: dict[int, int]) -> None:
+        self.kv = kv
+        self.scheduling_delays = scheduling_delays  # histogram: first batch start - arrival, once per request
+        self.waiting: deque[Request] = deque()
+        self.running: list[Request] = []  # admission order; victims come from the tail
+        self.token_budget = cfg.max_num_scheduled_tokens
+        self.max_running = cfg.max_num_running_reqs
+        self.long_prefill_threshold = cfg.long_prefill_token_threshold
+        self.block_size = cfg.block_size_in_tokens
+        self.num_preemptions = 0
+        self.num_self_preemptions = 0  # kv_allocation_failures: a request gave up its own blocks
+
+    def schedule(self, now: int) -> StepRecord:
+        """Form the batch that starts at ``now``. Allocations and preemptions take effect immediately."""
+        step = StepRecord(now)
+        budget = self.token_budget
+        thr = self.long_prefill_threshold
+        kv = self.kv
+        running = self.running
+
+        # Phase A: running requests, over the live list (a preempted tail request is never revisited).
+        i = 0
+        while i < len(running) and budget > 0:
+            req = running[i]
+            k = req.num_prompt_tokens + req.num_generated - req.num_computed_tokens
+            if 0 < thr < k:
+                k = thr
+            if k > budget:
+                k = budget
+            while not kv.allocate_running(req, k):
+                victim = running.pop()
+                self._preempt(victim, step)
+                if victim is req:
+                    self.num_self_preemptions += 1
+                    break
+            else:
+                self._record(step, req, k)
+                budget -= k
+                i += 1
+                continue
+            break
+
+        # Phase B: waiting requests, only when nothing was preempted.
+        if not step.preempted:
+            waiting = self.waiting
+            bs = self.block_size
+            while waiting and budget > 0 and len(running) < self.max_running:
+                req = waiting[0]
+                hits = kv.lookup(req)
+                cached = len(hits) * bs
+                num_tokens = req.num_prompt_tokens + req.num_generated
+                k = num_tokens - cached
+                if 0 < thr < k:
+                    k = thr
+                if k > budget:
+                    k = budget
+                if not kv.allocate_waiting(req, hits, k):
+                    break  # the head stays; nothing behind it runs (FCFS)
+                waiting.popleft()
+                running.append(req)
+                req.status = _RUNNING
+                req.num_computed_tokens = cached
+                kv.query_tokens += num_tokens
+                kv.hit_tokens += cached
+                if req.first_scheduled < 0:
+                    req.first_scheduled = now
+                    d = now - req.arrival
+                    self.scheduling_delays[d] = self.scheduling_delays.get(d, 0) + 1
+                self._record(step, req, k)
+                budget -= k
+        return step
+
+    @staticmethod
+    def _record(step: StepRecord, req: Request, k: int) -> None:
+        c = req.num_computed_tokens
+        step.requests.append(req)
+        step.num_new_tokens.append(k)
+        # A decode feeds the latest output token: g >= 1 and every earlier known token is computed.
+        if req.num_generated and c == req.num_prompt_tokens + req.num_generated - 1:
+            step.num_decodes += 1
+            step.decode_context_sum += c
+        else:
+            step.prefill_items.append((c, k))
+            step.num_prefill_tokens += k
+        req.num_computed_tokens = c + k
+
+    def _preempt(self, victim: Request, step: StepRecord) -> None:
+        """Recompute preemption: free all KV, back to the head of the waiting queue, keep generated tokens."""
+        self.kv.free(victim)
+        victim.num_computed_tokens = 0
+        victim.status = _WAITING
+        self.waiting.appendleft(victim)
+        self.num_preemptions += 1
+        step.preempted.append(victim)

@@ -1,0 +1,109 @@
+"""Per-instance KV cache manager: the four questions the scheduler asks (ENGINE.md §8.3–§8.5).
+
+``lookup`` (prefix-cache hits of a waiting request), ``allocate_running`` / ``allocate_waiting`` (all-or-nothing:
+``False`` means "does not fit", and the caller picks a victim), ``free``, and ``usage``. Prefix keys are chained
+BLAKE2b digests of the known tokens, computed once per block and cached on the request, so equal prefixes give
+equal keys in every process.
+"""
+
+from __future__ import annotations
+
+from hashlib import blake2b
+
+from ..request import Request
+from .block_pool import BlockPool
+
+_ROOT_KEY = bytes(16)
+
+
+class KVCacheManager:
+    __slots__ = ("pool", "block_size", "num_blocks", "query_tokens", "hit_tokens")
+
+    def __init__(self, num_blocks: int, block_size: int) -> None:
+        self.pool = BlockPool(num_blocks)
+        self.num_blocks = num_blocks
+        self.block_size = block_size
+        self.query_tokens = 0  # prefix-cache queries, in tokens, per successful admission (§8.7)
+        self.hit_tokens = 0
+
+    # -- keys -------------------------------------------------------------------------------------------------
+    def block_key(self, req: Request, j: int) -> bytes:
+        """Key of block j of the request's known tokens: a digest of the parent key and the block's tokens."""
+        keys = req.block_keys
+        bs = self.block_size
+        while len(keys) <= j:
+            i = len(keys)
+            parent = keys[-1] if i else _ROOT_KEY
+            keys.append(blake2b(parent + req.tokens[i * bs : (i + 1) * bs].tobytes(), digest_size=16).digest())
+        return keys[j]
+
+    def _register_full_blocks(self, req: Request, num_computed: int) -> None:
+        """Key every block that is full once ``num_computed`` tokens are in the cache (§8.4.2)."""
+        full = num_computed // self.block_size
+        if full > req.num_cached_blocks:
+            blocks = req.blocks
+            register = self.pool.register
+            for j in range(req.num_cached_blocks, full):
+                register(blocks[j], self.block_key(req, j))
+            req.num_cached_blocks = full
+
+    # -- the scheduler's interface ----------------------------------------------------------------------------
+    def lookup(self, req: Request) -> list[int]:
+        """GPU blocks caching the longest prefix of the request's first ``num_tokens - 1`` known tokens."""
+        limit = (req.num_tokens - 1) // self.block_size
+        cached_block = self.pool.cached_block
+        hits: list[int] = []
+        for j in range(limit):
+            block = cached_block(self.block_key(req, j))
+            if block is None:
+                break
+            hits.append(block)
+        return hits
+
+    def allocate_running(self, req: Request, num_new_tokens: int) -> bool:
+        """Room for ``num_new_tokens`` more computed tokens of a running request, or False (nothing changes)."""
+        target = req.num_computed_tokens + num_new_tokens
+        needed = -(-target // self.block_size) - len(req.blocks)
+        if needed > 0:
+            pool = self.pool
+            if needed > pool.num_blocks - pool.num_used:
+                return False
+            blocks = req.blocks
+            for _ in range(needed):
+                blocks.append(pool.take())
+        self._register_full_blocks(req, target)
+        return True
+
+    def allocate_waiting(self, req: Request, hits: list[int], num_new_tokens: int) -> bool:
+        """Admit a waiting request: share its hit blocks, add blocks for ``num_new_tokens`` more, or False."""
+        pool = self.pool
+        num_hits = len(hits)
+        target = num_hits * self.block_size + num_new_tokens
+        needed = -(-target // self.block_size) - num_hits
+        ref_cnt = pool.ref_cnt
+        revive = sum(1 for b in hits if ref_cnt[b] == 0)
+        if needed > pool.num_blocks - pool.num_used - revive:
+            return False
+        blocks = req.blocks
+        for b in hits:
+            pool.revive(b)
+            blocks.append(b)
+        for _ in range(needed):
+            blocks.append(pool.take())
+        req.num_cached_blocks = num_hits
+        self._register_full_blocks(req, target)
+        return True
+
+    def free(self, req: Request) -> None:
+        """Release every block of the request (completion or preemption); blocks keep their keys."""
+        self.pool.release(req.blocks)
+        req.blocks = []
+        req.num_cached_blocks = 0
+
+    @property
+    def num_used(self) -> int:
+        return self.pool.num_used
+
+    def usage(self) -> float:
+        """Fraction of GPU blocks in use."""
+        return self.pool.num_used / self.num_blocks

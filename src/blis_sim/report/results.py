@@ -1,0 +1,56 @@
+"""The result of one run as plain data, and its stdout rendering (ENGINE.md §14.1, §14.2).
+
+``Results`` is what the Python API returns; the CLI prints ``stdout_text()`` and writes ``to_file_dict()``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+RESULTS_SCHEMA_VERSION = 1
+
+
+@dataclass
+class Results:
+    cluster: dict  # the cluster metrics block, reference field names in reference order
+    instances: list[dict]  # one block per instance (printed only when there are several)
+    kv: dict[str, float]  # preemption_rate, cache_hit_rate, kv_thrashing_rate
+    anomalies: dict[str, int]  # priority_inversions, hol_blocking_events, rejected_requests, dropped_unservable
+    latency_model: dict  # which model ran, with its coefficients
+    requests: list[dict] | None = None  # per-request records (results file); None when not collected
+    config: dict = field(default_factory=dict)  # resolved run settings (KV blocks, hardware, tp, ...)
+
+    def stdout_text(self) -> str:
+        parts: list[str] = []
+        blocks = self.instances if len(self.instances) > 1 else []
+        for block in [*blocks, self.cluster]:
+            parts.append("=== Simulation Metrics ===\n")
+            parts.append(_json(block))
+        if any(self.anomalies.values()):
+            a = self.anomalies
+            parts.append(
+                "=== Anomaly Counters ===\n"
+                f"Priority Inversions: {a['priority_inversions']}\n"
+                f"HOL Blocking Events: {a['hol_blocking_events']}\n"
+                f"Rejected Requests: {a['rejected_requests']}\n"
+                f"Dropped Unservable: {a['dropped_unservable']}\n"
+            )
+        if any(self.kv.values()):
+            parts.append(
+                "=== KV Cache Metrics ===\n"
+                "Preemption Rate: %.4f\n" % self.kv["preemption_rate"]
+                + "Cache Hit Rate: %.4f\n" % self.kv["cache_hit_rate"]
+                + "KV Thrashing Rate: %.4f\n" % self.kv["kv_thrashing_rate"]
+            )
+        return "".join(parts)
+
+    def to_file_dict(self) -> dict:
+        """The results file: the cluster block plus per-request records (§14.3)."""
+        out = dict(self.cluster)
+        out["requests"] = self.requests if self.requests is not None else []
+        return out
+
+
+def _json(obj: dict) -> str:
+    return json.dumps(obj, indent=2, allow_nan=False) + "\n"

@@ -1,0 +1,105 @@
+"""One inference request: what the workload generated plus the engine's compact state.
+
+A request is created by a workload source and then mutated only by the instance engine that owns it.
+All times are integer ticks (microseconds). ``tokens`` holds the prompt followed by every output token the
+request will generate, so the "known tokens" at any moment are ``tokens[:num_prompt_tokens + num_generated]``.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import numpy as np
+
+UNSET = -1  # timestamp not reached yet
+
+
+class RequestStatus(enum.IntEnum):
+    """Lifecycle; every value >= FINISHED means the request left the engine for good."""
+
+    PENDING = 0  # generated, not yet in a waiting queue
+    WAITING = 1
+    RUNNING = 2
+    FINISHED = 3
+    DROPPED = 4  # unservable on its instance (ENGINE.md §7.1)
+    REJECTED = 5  # refused by admission
+
+
+class Request:
+    """Workload fields (read-only by convention) and engine state of one request."""
+
+    __slots__ = (
+        # workload
+        "index",
+        "id",
+        "arrival",
+        "tokens",
+        "num_prompt_tokens",
+        "num_output_tokens",
+        "slo_class",
+        "tenant_id",
+        # engine state
+        "status",
+        "num_computed_tokens",
+        "num_generated",
+        "num_placeholders",
+        "blocks",
+        "num_cached_blocks",
+        "block_keys",
+        "instance",
+        "priority",
+        # timestamps (ticks)
+        "enqueue_time",
+        "first_scheduled",
+        "first_token",
+        "last_token",
+        "finish_time",
+        "ttft",
+        "e2e",
+    )
+
+    def __init__(
+        self,
+        index: int,
+        arrival: int,
+        tokens: np.ndarray,
+        num_prompt_tokens: int,
+        request_id: str | None = None,
+        slo_class: str = "",
+        tenant_id: str = "",
+    ) -> None:
+        self.index = index
+        self.id = request_id if request_id is not None else f"request_{index}"
+        self.arrival = arrival
+        self.tokens = tokens
+        self.num_prompt_tokens = num_prompt_tokens
+        self.num_output_tokens = len(tokens) - num_prompt_tokens
+        self.slo_class = slo_class
+        self.tenant_id = tenant_id
+        self.status = RequestStatus.PENDING
+        self.num_computed_tokens = 0
+        self.num_generated = 0
+        self.num_placeholders = 0  # async scheduling: tokens in flight (ENGINE.md §7.8)
+        self.blocks: list[int] = []
+        self.num_cached_blocks = 0  # leading blocks whose keys are registered in the KV index
+        self.block_keys: list[bytes] = []  # chained prefix keys, computed lazily and cached
+        self.instance = -1
+        self.priority = 0.0
+        self.enqueue_time = UNSET
+        self.first_scheduled = UNSET
+        self.first_token = UNSET
+        self.last_token = UNSET
+        self.finish_time = UNSET
+        self.ttft = UNSET
+        self.e2e = UNSET
+
+    @property
+    def num_tokens(self) -> int:
+        """Known tokens: the prompt and the outputs generated so far."""
+        return self.num_prompt_tokens + self.num_generated
+
+    def __repr__(self) -> str:
+        return (
+            f"Request({self.id}, P={self.num_prompt_tokens}, N={self.num_output_tokens}, "
+            f"g={self.num_generated}, c={self.num_computed_tokens}, {self.status.name})"
+        )
