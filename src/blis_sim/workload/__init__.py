@@ -1,0 +1,85 @@
+"""Workload sources (ENGINE.md §10): where the requests of a run come from.
+
+``build_requests`` picks the source by the precedence of §10.1 and returns the requests lazily, in arrival order:
+
+1. ``--workload-spec`` (not supported in this version yet);
+2. ``--workload traces``: a CSV trace (§10.3);
+3. ``--workload chatbot|summarization|contentgen|multidoc``: a preset from the defaults file's ``workloads``;
+4. ``--workload distribution``: the token-length flags.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from ..config.models import PRESETS, WorkloadConfig
+from ..errors import InputError
+from ..request import Request
+from .distribution import DistributionParams, LengthParams, generate, params_from_config, preset_params
+from .rng import Streams, stream
+from .traces import read_csv_trace
+
+__all__ = [
+    "DistributionParams",
+    "LengthParams",
+    "Streams",
+    "build_requests",
+    "describe_workload",
+    "generate",
+    "params_from_config",
+    "preset_params",
+    "read_csv_trace",
+    "stream",
+]
+
+log = logging.getLogger("blis_sim")
+
+
+def build_requests(
+    cfg: WorkloadConfig,
+    seed: int,
+    horizon: int | float,
+    presets: Mapping[str, Mapping[str, Any]],
+) -> Iterator[Request]:
+    """The run's requests in arrival order (lazily for generated workloads); ``presets`` is the defaults file's
+    ``workloads`` section. File and preset problems raise ``InputError`` here, before any request is produced."""
+    if cfg.workload_spec is not None:
+        raise InputError("--workload-spec: workload-spec YAML files are not supported in this version yet")
+    if cfg.workload == "traces":
+        if cfg.workload_traces_filepath is None:  # the config's cross-check normally catches this first
+            raise InputError("--workload traces needs --workload-traces-filepath")
+        if cfg.is_set("arrival_process"):
+            log.warning("--arrival-process is ignored for --workload traces (arrival times come from the trace)")
+        num_requests = cfg.num_requests if cfg.is_set("num_requests") else None
+        return iter(read_csv_trace(cfg.workload_traces_filepath, horizon, num_requests))
+    if cfg.workload in PRESETS:
+        preset = presets.get(cfg.workload)
+        if preset is None:
+            raise InputError(
+                f"--workload {cfg.workload}: the defaults file has no '{cfg.workload}' entry in its workloads section "
+                f"(it has: {', '.join(sorted(presets)) or 'none'})"
+            )
+        params = preset_params(cfg.workload, preset, cfg.rate, cfg.num_requests, cfg.arrival_process)
+    else:
+        params = params_from_config(cfg)
+    return generate(params, seed, horizon)
+
+
+def describe_workload(cfg: WorkloadConfig) -> str:
+    """One line saying where the requests come from, for the info log."""
+    if cfg.workload_spec is not None:
+        return f"workload: spec {cfg.workload_spec}"
+    if cfg.workload == "traces":
+        limit = f", first {cfg.num_requests} rows" if cfg.is_set("num_requests") else ""
+        return f"workload: CSV trace {cfg.workload_traces_filepath}{limit}"
+    arrivals = f"{cfg.num_requests} requests at {cfg.rate:g} req/s ({cfg.arrival_process} arrivals)"
+    if cfg.workload in PRESETS:
+        return f"workload: preset {cfg.workload}, {arrivals}"
+    return (
+        f"workload: distribution, {arrivals}, prefix {cfg.prefix_tokens} tokens, "
+        f"prompt mean {cfg.prompt_tokens} sd {cfg.prompt_tokens_stdev} in [{cfg.prompt_tokens_min}, "
+        f"{cfg.prompt_tokens_max}], output mean {cfg.output_tokens} sd {cfg.output_tokens_stdev} in "
+        f"[{cfg.output_tokens_min}, {cfg.output_tokens_max}]"
+    )

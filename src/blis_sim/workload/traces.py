@@ -1,0 +1,160 @@
+"""CSV request traces for ``--workload traces`` (ENGINE.md §10.3).
+
+One header row, then one request per data row: arrival time in seconds (column 0), two ignored columns (request id,
+model), the prompt token IDs and the output token IDs as JSON arrays (columns 3 and 4). Every problem is an
+``InputError`` naming the flag, the file, the 1-based physical line and the column.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..request import Request
+
+log = logging.getLogger("blis_sim")
+
+FLAG = "--workload-traces-filepath"
+MIN_FIELDS = 5
+_INT64_MAX = 2**63 - 1
+# A plain decimal number: digits with an optional fraction and exponent. Rejects nan, inf and "1_000".
+_SECONDS = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+# Token arrays of long prompts easily exceed the csv module's default field limit of 128 KiB.
+_FIELD_LIMIT = min(sys.maxsize, 2**31 - 1)
+
+
+def read_csv_trace(path: Path, horizon: int | float, num_requests: int | None) -> list[Request]:
+    """The requests of a CSV trace, sorted stably by arrival; ``num_requests`` (when given) keeps the first data rows.
+
+    ``request_<k>`` names the k-th data row (0-based, file order); rows arriving after ``horizon`` are skipped.
+    """
+    path = Path(path)
+    where = f"{FLAG} {path}"
+    if csv.field_size_limit() < _FIELD_LIMIT:
+        csv.field_size_limit(_FIELD_LIMIT)
+    try:
+        handle = open(path, encoding="utf-8-sig", newline="")
+    except FileNotFoundError:
+        raise InputError(f"{where}: no such file (an existing CSV trace file is required)") from None
+    except IsADirectoryError:
+        raise InputError(f"{where}: is a directory (an existing CSV trace file is required)") from None
+    except OSError as exc:
+        raise InputError(f"{where}: cannot be read ({exc.strerror or exc})") from None
+
+    rows: list[tuple[int, int, np.ndarray, int]] = []  # (arrival, data-row index, tokens, num_prompt_tokens)
+    with handle:
+        reader = csv.reader(handle, strict=True)
+        header: list[str] | None = None
+        num_data_rows = 0
+        last_line = 0  # physical lines consumed so far; a row starts on the line after
+        try:
+            for row in reader:
+                line = last_line + 1
+                last_line = reader.line_num
+                if not row:  # a blank line
+                    continue
+                if header is None:
+                    header = row
+                    if [f.strip() for f in row[:2]] == ["request_id", "client_id"]:
+                        raise InputError(
+                            f"{where}: trace v2 files are not supported yet (this is a trace v2 data file: its header "
+                            "starts with request_id,client_id); use a CSV trace with the columns arrival_time, "
+                            "request_id, model, prompt_tokens, output_tokens"
+                        )
+                    continue
+                if num_requests is not None and num_data_rows >= num_requests:
+                    break
+                k = num_data_rows
+                num_data_rows += 1
+                arrival, tokens, num_prompt = _parse_row(row, len(header), f"{where}: line {line}")
+                if arrival > horizon:
+                    continue
+                rows.append((arrival, k, tokens, num_prompt))
+        except csv.Error as exc:
+            raise InputError(f"{where}: line {reader.line_num}: not valid CSV ({exc})") from None
+        except UnicodeDecodeError:
+            raise InputError(f"{where}: line {_first_non_utf8_line(path)}: not UTF-8 text") from None
+
+    if header is None:
+        log.warning("%s: the file is empty; the trace has no requests", where)
+    elif num_data_rows == 0 and num_requests != 0:
+        log.warning("%s: the file has a header but no data rows; the trace has no requests", where)
+
+    rows.sort(key=lambda r: r[0])  # stable: same-tick arrivals keep file order
+    return [
+        Request(index, arrival, tokens, num_prompt, request_id=f"request_{k}")
+        for index, (arrival, k, tokens, num_prompt) in enumerate(rows)
+    ]
+
+
+def _parse_row(row: list[str], num_header_fields: int, where: str) -> tuple[int, np.ndarray, int]:
+    """(arrival tick, prompt + output token IDs, prompt length) of one data row."""
+    if len(row) < MIN_FIELDS:
+        raise InputError(
+            f"{where}: expected at least {MIN_FIELDS} fields (arrival_time, request_id, model, prompt_tokens, "
+            f"output_tokens), got {len(row)}"
+        )
+    if len(row) != num_header_fields:
+        raise InputError(f"{where}: expected {num_header_fields} fields (as many as the header), got {len(row)}")
+    text = row[0].strip()
+    if not _SECONDS.fullmatch(text):
+        raise InputError(f"{where}: arrival_time must be a number of seconds, got {_clip(row[0])!r}")
+    seconds = float(text)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise InputError(f"{where}: arrival_time must be a finite number of seconds >= 0, got {_clip(row[0])!r}")
+    arrival = round(seconds * 1e6)  # nearest tick, ties to even (exported traces round-trip exactly)
+    prompt = _token_array(row[3], "prompt_tokens", where, allow_empty=False)
+    output = _token_array(row[4], "output_tokens", where, allow_empty=True)
+    return arrival, np.concatenate((prompt, output)), len(prompt)
+
+
+def _token_array(text: str, column: str, where: str, *, allow_empty: bool) -> np.ndarray:
+    accepted = "a JSON array of integer token IDs >= 0" + ("" if allow_empty else " with at least one element")
+    try:
+        values = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        raise InputError(f"{where}: {column} must be {accepted}, got {_clip(text)!r}") from None
+    if not isinstance(values, list):
+        raise InputError(f"{where}: {column} must be {accepted}, got {_clip(text)!r}")
+    if not values and not allow_empty:
+        raise InputError(f"{where}: {column} must be {accepted}, got an empty array")
+    if not values:
+        return np.empty(0, dtype=np.int64)
+    # Fast path: numpy infers int64 only when every element is an int (or a bool, which JSON spells true/false).
+    if "true" not in text and "false" not in text:
+        try:
+            array = np.array(values)
+        except (OverflowError, ValueError):
+            array = None
+        if array is not None and array.dtype == np.int64 and array.ndim == 1 and array.min() >= 0:
+            return array
+    for pos, value in enumerate(values):
+        if type(value) is not int or not 0 <= value <= _INT64_MAX:
+            raise InputError(f"{where}: {column} must be {accepted}, got {_clip(repr(value))} at position {pos}")
+    return np.array(values, dtype=np.int64)
+
+
+def _first_non_utf8_line(path: Path) -> int:
+    """1-based number of the first line that is not valid UTF-8 (text is decoded in chunks, so the reader's own
+    position at the failure is not the line)."""
+    number = 1
+    with open(path, "rb") as raw:
+        for number, line in enumerate(raw, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return number
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    """``text``, cut to ``limit`` characters so that an error stays one short line."""
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -1,0 +1,169 @@
+"""CSV traces (ENGINE.md §10.3)."""
+
+import logging
+import re
+
+import numpy as np
+import pytest
+
+from blis_sim.errors import InputError
+from blis_sim.workload.traces import read_csv_trace
+
+UNLIMITED = 2**63 - 1
+PROMPT_MSG = "line 3: prompt_tokens must be a JSON array of integer token IDs >= 0 with at least one element, got "
+HEADER = "arrival_time,request_id,model,prompt_tokens,output_tokens\n"
+
+
+def write(tmp_path, body, header=HEADER, name="t.csv"):
+    path = tmp_path / name
+    path.write_text(header + body, encoding="utf-8")
+    return path
+
+
+def row(seconds, prompt, output, rid="x", model="m"):
+    return f'{seconds},{rid},{model},"{prompt}","{output}"\n'
+
+
+def test_good_file(tmp_path):
+    path = write(tmp_path, row("0.0", [1, 2, 3], [4, 5]) + row("0.5", [7], []) + row("1.25", [8, 9], [10]))
+    reqs = read_csv_trace(path, UNLIMITED, None)
+    assert [(r.index, r.id, r.arrival, r.num_prompt_tokens, r.num_output_tokens) for r in reqs] == [
+        (0, "request_0", 0, 3, 2),
+        (1, "request_1", 500_000, 1, 0),
+        (2, "request_2", 1_250_000, 2, 1),
+    ]
+    assert reqs[0].tokens.tolist() == [1, 2, 3, 4, 5]
+    assert all(r.tokens.dtype == np.int64 for r in reqs)
+
+
+def test_unsorted_rows_are_sorted_stably(tmp_path):
+    path = write(tmp_path, row("2", [1], [1]) + row("1", [2], [1]) + row("2", [3], [1]) + row("1", [4], [1]))
+    reqs = read_csv_trace(path, UNLIMITED, None)
+    assert [r.id for r in reqs] == ["request_1", "request_3", "request_0", "request_2"]
+    assert [r.index for r in reqs] == [0, 1, 2, 3]
+    assert [r.tokens[0] for r in reqs] == [2, 4, 1, 3]
+
+
+def test_arrival_rounds_to_nearest_tick_ties_to_even(tmp_path):
+    # 0.000003 s was truncated to 2 us by the reference; round() gives 3. 2.5e-6 s is a tie: ties to even -> 2.
+    path = write(tmp_path, row("0.000003", [1], [1]) + row("2.5e-6", [1], [1]) + row("3.5e-6", [1], [1]))
+    assert sorted(r.arrival for r in read_csv_trace(path, UNLIMITED, None)) == [2, 3, 4]
+
+
+def test_exported_arrivals_round_trip(tmp_path):
+    ticks = [0, 1, 3, 999_999, 123_456_789, 10**12 + 7]
+    path = write(tmp_path, "".join(row(repr(t / 1e6), [1], [2]) for t in ticks))
+    assert [r.arrival for r in read_csv_trace(path, UNLIMITED, None)] == ticks
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('0.1,x,m,"[1]"\n', "line 3: expected at least 5 fields"),
+        ('0.1,x,m,"[1]","[2]",extra\n', r"line 3: expected 5 fields \(as many as the header\), got 6"),
+        (row("abc", [1], [1]), "line 3: arrival_time must be a number of seconds, got 'abc'"),
+        (row("", [1], [1]), "line 3: arrival_time must be a number of seconds, got ''"),
+        (row("nan", [1], [1]), "line 3: arrival_time must be a number of seconds, got 'nan'"),
+        (row("1e400", [1], [1]), "line 3: arrival_time must be a finite number of seconds >= 0, got '1e400'"),
+        (row("-1", [1], [1]), "line 3: arrival_time must be a finite number of seconds >= 0, got '-1'"),
+        ('0.1,x,m,[1,[2]\n', "line 3: prompt_tokens must be a JSON array"),
+        (row("0.1", "hello", [1]), PROMPT_MSG + "'hello'"),
+        (row("0.1", "{}", [1]), "line 3: prompt_tokens must be a JSON array"),
+        (row("0.1", [], [1]), PROMPT_MSG + "an empty array"),
+        (row("0.1", [1, 2.5], [1]), PROMPT_MSG + "2.5 at position 1"),
+        (row("0.1", [1, -2], [1]), "line 3: prompt_tokens must be .* got -2 at position 1"),
+        ('0.1,x,m,"[1, ""2""]","[1]"\n', "line 3: prompt_tokens must be .* got '2' at position 1"),
+        (row("0.1", "[true]", [1]), "line 3: prompt_tokens must be .* got True at position 0"),
+        (row("0.1", [2**63], [1]), f"line 3: prompt_tokens must be .* got {2**63} at position 0"),
+        (row("0.1", [1], "x"), "line 3: output_tokens must be a JSON array of integer token IDs >= 0, got 'x'"),
+        (row("0.1", [1], "[1, null]"), "line 3: output_tokens must be .* got None at position 1"),
+    ],
+)
+def test_malformed_rows_name_file_line_and_column(tmp_path, line, message):
+    path = write(tmp_path, row("0", [1], [1]) + line + row("0", [1], [1]))
+    with pytest.raises(InputError) as exc:
+        read_csv_trace(path, UNLIMITED, None)
+    text = str(exc.value)
+    assert text.startswith(f"--workload-traces-filepath {path}: ")
+    assert "\n" not in text
+    assert re.search(message, text.split(": ", 1)[1]), text
+
+
+def test_exact_error_text_of_the_spec_example(tmp_path):
+    path = write(tmp_path, row("0", [1], [1]) + row("abc", [1], [1]))
+    with pytest.raises(InputError) as exc:
+        read_csv_trace(path, UNLIMITED, None)
+    expected = f"--workload-traces-filepath {path}: line 3: arrival_time must be a number of seconds, got 'abc'"
+    assert str(exc.value) == expected
+
+
+def test_line_numbers_count_physical_lines(tmp_path):
+    # a quoted field spanning two lines, then a blank line: the bad row starts on physical line 6
+    body = row("0", [1], [1]) + '0,"multi\nline",m,"[1]","[2]"\n' + "\n" + row("bad", [1], [1])
+    path = write(tmp_path, body)
+    with pytest.raises(InputError, match=r": line 6: arrival_time"):
+        read_csv_trace(path, UNLIMITED, None)
+
+
+def test_rows_past_the_horizon_are_skipped_individually(tmp_path):
+    path = write(tmp_path, row("0.1", [1], [1]) + row("5", [2], [1]) + row("0.2", [3], [1]) + row("1", [4], [1]))
+    reqs = read_csv_trace(path, 1_000_000, None)
+    assert [(r.id, r.arrival) for r in reqs] == [
+        ("request_0", 100_000),
+        ("request_2", 200_000),
+        ("request_3", 1_000_000),
+    ]
+
+
+def test_num_requests_keeps_the_first_data_rows(tmp_path):
+    path = write(tmp_path, row("3", [1], [1]) + row("1", [2], [1]) + row("2", [3], [1]) + row("bad", [1], [1]))
+    reqs = read_csv_trace(path, UNLIMITED, 3)  # the bad fourth row is never read
+    assert [r.id for r in reqs] == ["request_1", "request_2", "request_0"]
+    assert read_csv_trace(path, UNLIMITED, 0) == []
+    with pytest.raises(InputError, match="line 5"):
+        read_csv_trace(path, UNLIMITED, None)
+
+
+def test_empty_and_header_only_files_warn_and_yield_nothing(tmp_path, caplog):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with caplog.at_level(logging.WARNING, logger="blis_sim"):
+        assert read_csv_trace(empty, UNLIMITED, None) == []
+        assert read_csv_trace(write(tmp_path, ""), UNLIMITED, None) == []
+    assert len(caplog.records) == 2
+    assert "empty" in caplog.records[0].getMessage() and "no data rows" in caplog.records[1].getMessage()
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(InputError, match=r"^--workload-traces-filepath .*nope\.csv: no such file"):
+        read_csv_trace(tmp_path / "nope.csv", UNLIMITED, None)
+    with pytest.raises(InputError, match=r"^--workload-traces-filepath .*: is a directory"):
+        read_csv_trace(tmp_path, UNLIMITED, None)
+
+
+def test_not_utf8(tmp_path):
+    path = tmp_path / "bin.csv"
+    good = b'0,x,m,"[1]","[2]"\n'
+    path.write_bytes(HEADER.encode() + good * 5000 + b"0,\xff\xfe,m,[1],[1]\n")
+    with pytest.raises(InputError, match="line 5002: not UTF-8"):
+        read_csv_trace(path, UNLIMITED, None)
+
+
+def test_trace_v2_header_is_recognised_and_refused(tmp_path):
+    path = write(tmp_path, "1,c,t,,,0,,false,5,5,5,0,0,0,0,0,0,0,0,0,ok,\n", header="request_id,client_id,tenant_id\n")
+    with pytest.raises(InputError, match=r"^--workload-traces-filepath .*: trace v2 files are not supported yet"):
+        read_csv_trace(path, UNLIMITED, None)
+
+
+def test_bom_and_crlf_are_accepted(tmp_path):
+    path = tmp_path / "win.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + HEADER.replace("\n", "\r\n").encode() + b'0.5,a,m,"[1, 2]","[3]"\r\n')
+    [req] = read_csv_trace(path, UNLIMITED, None)
+    assert (req.arrival, req.tokens.tolist(), req.num_prompt_tokens) == (500_000, [1, 2, 3], 2)
+
+
+def test_long_token_fields_are_read(tmp_path):
+    prompt = list(range(60_000))  # ~400 KB of JSON, past the csv module's default field limit
+    path = write(tmp_path, row("0", prompt, [1]))
+    [req] = read_csv_trace(path, UNLIMITED, None)
+    assert req.num_prompt_tokens == 60_000 and req.tokens[-2] == 59_999
