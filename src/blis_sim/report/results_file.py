@@ -12,14 +12,18 @@ from .results import Results
 
 
 def check_writable(path: Path, flag: str = "--results-path") -> None:
-    """Fail before the simulation when the file could not be written afterwards."""
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
+    """Fail before the simulation when the file could not be written afterwards (§14.3)."""
+    directory = path.parent
+    if not directory.exists():
         raise InputError(f"{flag} {path}: directory '{directory}' does not exist")
-    if not os.access(directory, os.W_OK):
+    if not directory.is_dir():
+        raise InputError(f"{flag} {path}: '{directory}' is not a directory")
+    if not os.access(directory, os.W_OK | os.X_OK):
         raise InputError(f"{flag} {path}: directory '{directory}' is not writable")
     if path.is_dir():
         raise InputError(f"{flag} {path}: is a directory, expected a file path")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise InputError(f"{flag} {path}: file is not writable")
 
 
 def write_json_atomic(path: Path, obj: dict) -> None:

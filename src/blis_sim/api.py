@@ -1,0 +1,157 @@
+"""The Python API: ``run(SimulationConfig) -> Results``. The CLI is a thin layer over this function.
+
+A run is a pure function of its configuration: resolve the latency model and KV capacity, build the workload
+stream, run the cluster loop, and summarise. Nothing here prints; diagnostics go to the ``blis_sim`` logger.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from .cluster.policies import ADMISSION_POLICIES, ROUTING_POLICIES
+from .cluster.simulator import ClusterSimulator
+from .config import SimulationConfig
+from .config.defaults_file import load_defaults
+from .engine.instance import Instance
+from .errors import InputError
+from .latency.select import ResolvedLatency, resolve_latency
+from .metrics.summary import cluster_block, hol_blocking_events, instance_block, kv_rates, request_record
+from .report.results import Results
+from .request import Request, RequestStatus
+from .workload import build_requests, describe_workload
+
+log = logging.getLogger("blis_sim")
+
+ProgressCallback = Callable[[int, int], None]  # (simulated tick, requests arrived so far)
+
+# Features whose flags exist but whose behaviour is not built yet: (section, field) -> the only value accepted.
+# Refusing them is better than silently ignoring them; the issue that builds a feature deletes its entry.
+UNAVAILABLE: dict[tuple[str, str], object] = {
+    ("workload", "workload_spec"): None,
+    ("workload", "export_trace"): None,
+    ("engine", "async_scheduling"): False,
+    ("engine", "kv_cpu_blocks"): 0,
+    ("cluster", "admission_policy"): "always-admit",
+    ("cluster", "routing_policy"): "round-robin",
+    ("cluster", "routing_scorers"): "",
+    ("cluster", "priority_policy"): "constant",
+    ("cluster", "scheduler"): "fcfs",
+    ("cluster", "policy_config"): None,
+    ("cluster", "snapshot_refresh_interval"): 0,
+    ("output", "trace_level"): "none",
+    ("output", "counterfactual_k"): 0,
+    ("output", "summarize_trace"): False,
+    ("output", "fitness_weights"): "",
+}
+
+_PRESETS = ("chatbot", "contentgen", "multidoc", "summarization")
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """A configuration whose inputs have all been read and checked: only the simulation is left."""
+
+    cfg: SimulationConfig
+    resolved: ResolvedLatency
+    requests: Iterable[Request]
+
+
+def prepare(cfg: SimulationConfig) -> PreparedRun:
+    """Every input check, in the order of ENGINE.md §15.2: features, files (workload), then the latency model."""
+    check_available(cfg)
+    presets = load_defaults(cfg.latency.defaults_filepath).workloads if cfg.workload.workload in _PRESETS else {}
+    requests = build_requests(cfg.workload, cfg.seed, cfg.horizon, presets)
+    resolved = resolve_latency(cfg.latency, cfg.engine)
+    return PreparedRun(cfg, resolved, requests)
+
+
+def execute(prepared: PreparedRun, progress: ProgressCallback | None = None, collect_requests: bool = True) -> Results:
+    """Simulate a prepared run. ``collect_requests`` keeps per-request records (the results file)."""
+    cfg, resolved = prepared.cfg, prepared.resolved
+    latency = resolved.model
+    instances = [Instance(i, cfg.engine, resolved.total_kv_blocks, latency) for i in range(cfg.cluster.num_instances)]
+    log.info(
+        "latency model %s; %d instance(s) x %d KV blocks of %d tokens; %s",
+        latency.describe(), cfg.cluster.num_instances, resolved.total_kv_blocks,
+        cfg.engine.block_size_in_tokens, describe_workload(cfg.workload),
+    )
+    sim = ClusterSimulator(
+        instances,
+        admission=ADMISSION_POLICIES[cfg.cluster.admission_policy](cfg.cluster),
+        routing=ROUTING_POLICIES[cfg.cluster.routing_policy](cfg.cluster),
+        admission_latency=cfg.cluster.admission_latency,
+        routing_latency=cfg.cluster.routing_latency,
+        horizon=cfg.horizon,
+        keep_routed=collect_requests,
+    )
+    sim.run(prepared.requests, progress)
+    return _summarise(sim, instances, latency.describe(), resolved, collect_requests)
+
+
+def run(cfg: SimulationConfig, progress: ProgressCallback | None = None, collect_requests: bool = True) -> Results:
+    """Simulate ``cfg`` and return its metrics (``prepare`` then ``execute``)."""
+    return execute(prepare(cfg), progress, collect_requests)
+
+
+def check_available(cfg: SimulationConfig) -> None:
+    """Refuse flags whose feature is not built yet rather than silently ignoring them."""
+    for (section, name), only in UNAVAILABLE.items():
+        value = getattr(getattr(cfg, section), name)
+        if value == only:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if only is None or only is False or only == "":
+            raise InputError(f"{flag} is not available in this version yet")
+        raise InputError(f"{flag} {value} is not available in this version yet (only {only})")
+
+
+def _summarise(sim: ClusterSimulator, instances: list[Instance], latency_desc: dict, resolved, collect: bool) -> Results:
+    cluster = cluster_block(instances)
+    per_instance = [instance_block(i) for i in instances]
+    dropped = cluster["dropped_unservable"]
+    _warn_outcome(sim, instances, cluster)
+    requests = None
+    if collect:
+        kept = [r for r in sim.routed if r.status != RequestStatus.DROPPED]
+        kept.sort(key=lambda r: (r.arrival, r.index))
+        requests = [request_record(r) for r in kept]
+    return Results(
+        cluster=cluster,
+        instances=per_instance,
+        kv=kv_rates(instances, cluster["completed_requests"]),
+        anomalies={
+            "priority_inversions": 0,
+            "hol_blocking_events": hol_blocking_events(instances),
+            "rejected_requests": sim.num_rejected,
+            "dropped_unservable": dropped,
+        },
+        latency_model=latency_desc,
+        requests=requests,
+        config={
+            "latency_model": resolved.kind,
+            "hardware": resolved.hardware,
+            "tp": resolved.tp,
+            "total_kv_blocks": resolved.total_kv_blocks,
+        },
+    )
+
+
+def _warn_outcome(sim: ClusterSimulator, instances: list[Instance], cluster: dict) -> None:
+    for inst in instances:
+        reasons = inst.stats.dropped_by_reason
+        if reasons:
+            detail = "; ".join(f"{n} because {why}" for why, n in sorted(reasons.items()))
+            log.warning(
+                "%s dropped %d request(s) as unservable: %s (vLLM would reject them too; "
+                "raise --max-model-len or --total-kv-blocks to serve them)",
+                inst.name, inst.stats.dropped_unservable, detail,
+            )
+    if cluster["completed_requests"] == 0 and sim.num_arrived:
+        if sim.num_rejected == sim.num_arrived:
+            log.warning("no request completed: every request was rejected by admission")
+        elif cluster["dropped_unservable"] == cluster["injected_requests"]:
+            log.warning("no request completed: every request was dropped as unservable")
+        else:
+            log.warning("no request completed before the horizon (%d ticks)", sim.horizon)

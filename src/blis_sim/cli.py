@@ -1,0 +1,555 @@
+"""The ``blis`` / ``simulation_worker`` command line (ENGINE.md §14.4, §14.5, §15): a thin layer over ``api.run``.
+
+Parsing is click's, but click never prints: it runs with ``standalone_mode=False`` and every failure is translated
+here into the one-line contract ``blis: error: <message>`` (exit 2), ``blis: internal error: ...`` (exit 1) or
+``blis: interrupted`` (exit 130).
+
+Explicitness: every option defaults to ``None`` and only the flags whose value came from the command line are handed
+to the configuration models, so ``cfg.<section>.is_set(field)`` tells which flags the user gave; the real defaults
+live in ``config.models`` (the help text shows them).
+
+Checks happen in the order of §15.2: (1) syntax (click's parser and the value types below), (2) ranges and
+(3) cross-flag rules (pydantic; the first error in flag-table order wins), then features this version lacks, then
+the results directory, then ``api.run`` (files, coefficients, simulation).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import logging
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, NoReturn
+
+import click
+from click.core import ParameterSource
+from pydantic import ValidationError
+
+from . import __version__, logging_setup
+from .config.models import (
+    ADMISSION_POLICIES,
+    ARRIVAL_PROCESSES,
+    LOG_LEVELS,
+    PRIORITY_POLICIES,
+    ROUTING_POLICIES,
+    SCHEDULERS,
+    TRACE_LEVELS,
+    WORKLOADS,
+    SimulationConfig,
+)
+from .config.validators import format_value
+from .errors import InputError
+
+log = logging.getLogger("blis_sim")
+
+PROG_NAMES = ("blis", "simulation_worker")
+_STATE = {"debug": False}  # whether this invocation logs at debug level (internal errors then show a traceback)
+EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The flag table (ENGINE.md §15.3), in the spec's order: that order is also the order of the range checks.
+# ---------------------------------------------------------------------------------------------------------------------
+
+MODEL, SERVER, WORKLOAD, CLUSTER, CPU_KV, OUTPUT = (
+    "Model and latency",
+    "vLLM server (per instance)",
+    "Workload",
+    "Cluster and policies",
+    "CPU KV tier",
+    "Observability and output",
+)
+SECTIONS = ("latency", "engine", "workload", "cluster", "output")
+TOP = ""  # --seed and --horizon are fields of SimulationConfig itself
+
+
+@dataclass(frozen=True)
+class Flag:
+    name: str  # the configuration field; the flag is --name with dashes
+    section: str  # SimulationConfig section holding the field ("" = top level)
+    group: str  # heading in --help
+    kind: str  # str | choice | int | float | path | coeffs | switch
+    default: str  # as shown in --help
+    help: str
+    accepted: str = ""  # what a value of the wrong type is told ("an integer >= 0")
+
+    @property
+    def opt(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+def _choices(values: tuple[str, ...]) -> str:
+    return ", ".join(values)
+
+
+FLAGS: tuple[Flag, ...] = (
+    # Model and latency
+    Flag("model", "latency", MODEL, "str", "(required)", "Model id; lowercased for the defaults lookup.",
+         "a non-empty string"),
+    Flag("hardware", "latency", MODEL, "str", '"" (filled from the defaults file)', "GPU name."),
+    Flag("tp", "latency", MODEL, "int", "0 (filled from the defaults file)",
+         "Tensor-parallel degree; 0 means fill in from the defaults file.", "an integer >= 0"),
+    Flag("vllm_version", "latency", MODEL, "str", '"" (filled from the defaults file)',
+         "vLLM version; selects the coefficient row."),
+    Flag("defaults_filepath", "latency", MODEL, "path", "packaged defaults", "Defaults YAML file (coefficients, presets)."),
+    Flag("alpha_coeffs", "latency", MODEL, "coeffs", "0,0,0",
+         "alpha0 (us), alpha1 (us per prompt token), alpha2 (us per output token); 3 comma-separated numbers >= 0.",
+         "exactly 3 finite numbers >= 0"),
+    Flag("beta_coeffs", "latency", MODEL, "coeffs", "0,0,0",
+         "beta0 (us), beta1 (us per prefill token), beta2 (us per decode request); 3 comma-separated numbers >= 0.",
+         "exactly 3 finite numbers >= 0"),
+    Flag("model_config_folder", "latency", MODEL, "path", '""',
+         "Roofline: folder holding config.json (only together with --hardware-config)."),
+    Flag("hardware_config", "latency", MODEL, "path", '""',
+         "Roofline: hardware JSON file (only together with --model-config-folder)."),
+    Flag("bench_data_path", "latency", MODEL, "path", '""', "Roofline v2: folder of MFU tables."),
+    Flag("max_model_len", "engine", MODEL, "int", "2048", "Maximum prompt + output tokens of a request.",
+         "an integer >= 1"),
+    # vLLM server
+    Flag("total_kv_blocks", "engine", SERVER, "int", "1000000, replaced by the coefficient row's value unless given",
+         "GPU KV blocks per instance.", "an integer >= 1"),
+    Flag("block_size_in_tokens", "engine", SERVER, "int", "16", "Tokens per KV block.", "an integer >= 1"),
+    Flag("max_num_running_reqs", "engine", SERVER, "int", "256", "vLLM max_num_seqs.", "an integer >= 1"),
+    Flag("max_num_scheduled_tokens", "engine", SERVER, "int", "2048",
+         "vLLM max_num_batched_tokens: token budget per step.", "an integer >= 1"),
+    Flag("long_prefill_token_threshold", "engine", SERVER, "int", "0",
+         "Per-request cap on tokens per step; 0 = off.", "an integer >= 0"),
+    Flag("async_scheduling", "engine", SERVER, "switch", "off",
+         "Form the next batch while the current one runs (vLLM's async scheduler)."),
+    # Workload
+    Flag("workload", "workload", WORKLOAD, "choice", "distribution", f"Workload source: {_choices(WORKLOADS)}."),
+    Flag("workload_traces_filepath", "workload", WORKLOAD, "path", '""',
+         "CSV or trace v2 file; required with --workload traces."),
+    Flag("workload_spec", "workload", WORKLOAD, "path", '""', "Workload-spec YAML; wins over --workload."),
+    Flag("arrival_process", "workload", WORKLOAD, "choice", "constant",
+         f"Arrival process of distribution and presets: {_choices(ARRIVAL_PROCESSES)}."),
+    Flag("rate", "workload", WORKLOAD, "float", "1.0", "Requests per second (distribution, presets).",
+         "a finite number > 0"),
+    Flag("num_requests", "workload", WORKLOAD, "int", "100",
+         "Number of requests (distribution, presets; for traces and specs only when given).", "an integer >= 0"),
+    Flag("prefix_tokens", "workload", WORKLOAD, "int", "0", "Shared prefix length (distribution).", "an integer >= 0"),
+    Flag("prompt_tokens", "workload", WORKLOAD, "int", "512", "Mean prompt length (distribution).", "an integer"),
+    Flag("prompt_tokens_stdev", "workload", WORKLOAD, "int", "256", "Prompt length standard deviation.",
+         "an integer >= 0"),
+    Flag("prompt_tokens_min", "workload", WORKLOAD, "int", "2", "Minimum prompt length (>= 1).", "an integer"),
+    Flag("prompt_tokens_max", "workload", WORKLOAD, "int", "7000", "Maximum prompt length.", "an integer"),
+    Flag("output_tokens", "workload", WORKLOAD, "int", "512", "Mean output length (distribution).", "an integer"),
+    Flag("output_tokens_stdev", "workload", WORKLOAD, "int", "256", "Output length standard deviation.",
+         "an integer >= 0"),
+    Flag("output_tokens_min", "workload", WORKLOAD, "int", "2", "Minimum output length (>= 1).", "an integer"),
+    Flag("output_tokens_max", "workload", WORKLOAD, "int", "7000", "Maximum output length.", "an integer"),
+    Flag("seed", TOP, WORKLOAD, "int", "42", "Seed of all random streams.", "an integer"),
+    Flag("horizon", TOP, WORKLOAD, "int", "unlimited", "Last tick (us) simulated; also bounds generation.",
+         "an integer >= 0"),
+    Flag("export_trace", "workload", WORKLOAD, "path", '""', "Write the generated workload as a trace."),
+    # Cluster and policies
+    Flag("num_instances", "cluster", CLUSTER, "int", "1", "Instances in the cluster.", "an integer >= 1"),
+    Flag("admission_policy", "cluster", CLUSTER, "choice", "always-admit",
+         f"Admission policy: {_choices(ADMISSION_POLICIES)}."),
+    Flag("admission_latency", "cluster", CLUSTER, "int", "0", "Microseconds from arrival to admission decision.",
+         "an integer >= 0"),
+    Flag("routing_latency", "cluster", CLUSTER, "int", "0", "Microseconds from admission to routing decision.",
+         "an integer >= 0"),
+    Flag("token_bucket_capacity", "cluster", CLUSTER, "float", "10000", "Token bucket size in tokens.",
+         "a finite number > 0"),
+    Flag("token_bucket_refill_rate", "cluster", CLUSTER, "float", "1000", "Token bucket refill, tokens per second.",
+         "a finite number > 0"),
+    Flag("routing_policy", "cluster", CLUSTER, "choice", "round-robin", f"Routing policy: {_choices(ROUTING_POLICIES)}."),
+    Flag("routing_scorers", "cluster", CLUSTER, "str", '"" (default profile)',
+         "name:weight,... for weighted routing (kv-utilization, load-balance, prefix-affinity, queue-depth)."),
+    Flag("priority_policy", "cluster", CLUSTER, "choice", "constant", f"Priority policy: {_choices(PRIORITY_POLICIES)}."),
+    Flag("scheduler", "cluster", CLUSTER, "choice", "fcfs", f"Scheduler: {_choices(SCHEDULERS)}."),
+    Flag("policy_config", "cluster", CLUSTER, "path", '""', "Policy bundle YAML."),
+    Flag("snapshot_refresh_interval", "cluster", CLUSTER, "int", "0", "Microseconds between KV snapshot refreshes.",
+         "an integer >= 0"),
+    # CPU KV tier
+    Flag("kv_cpu_blocks", "engine", CPU_KV, "int", "0", "CPU store capacity in blocks; 0 disables the tier.",
+         "an integer >= 0"),
+    Flag("kv_offload_threshold", "engine", CPU_KV, "float", "0.9",
+         "GPU utilization above which evicted blocks are offloaded.", "a finite number in [0, 1]"),
+    Flag("kv_transfer_bandwidth", "engine", CPU_KV, "float", "100.0", "Tokens per tick for reloads.",
+         "a finite number > 0"),
+    Flag("kv_transfer_base_latency", "engine", CPU_KV, "int", "0", "Fixed ticks per reloaded block.",
+         "an integer >= 0"),
+    # Observability and output
+    Flag("trace_level", "output", OUTPUT, "choice", "none", f"Decision tracing: {_choices(TRACE_LEVELS)}."),
+    Flag("counterfactual_k", "output", OUTPUT, "int", "0", "Counterfactual candidates per routing.",
+         "an integer >= 0"),
+    Flag("summarize_trace", "output", OUTPUT, "switch", "off", "Print the decision-trace summary."),
+    Flag("fitness_weights", "output", OUTPUT, "str", '""', "key:weight,... fitness score weights."),
+    Flag("results_path", "output", OUTPUT, "path", '""',
+         "Write the results file (cluster metrics and per-request records) here."),
+    Flag("log", "output", OUTPUT, "choice", "warn", f"stderr log level: {_choices(LOG_LEVELS)}."),
+)
+
+FLAG_BY_NAME = {f.name: f for f in FLAGS}
+_TABLE_INDEX = {(f.section, f.name): i for i, f in enumerate(FLAGS)}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class _BadValue(click.BadParameter):
+    """A command-line value of the wrong type; ``message`` is the complete one-line error."""
+
+
+class _Interrupted(Exception):
+    """Ctrl-C inside the command, re-raised past click so that click prints nothing."""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def _help_hint(ctx: click.Context | None, prog: str) -> str:
+    # click leaves ctx unset on some parser errors; those all come from the options of ``run``.
+    path = ctx.command_path if ctx is not None and ctx.command_path else f"{prog} run"
+    return f"see {path} --help"
+
+
+def _click_message(exc: click.ClickException, prog: str) -> str:
+    """Translate click's own errors (syntax errors) into one line."""
+    ctx = getattr(exc, "ctx", None)
+    hint = _help_hint(ctx, prog)
+    if isinstance(exc, _BadValue):
+        return exc.message
+    if isinstance(exc, click.NoSuchOption):
+        # Only suggest near-identical names (a typo), so "--foo" stays the plain message of §15.2.
+        near = difflib.get_close_matches(exc.option_name, sorted(exc.possibilities or []), n=2, cutoff=0.8)
+        if near:
+            return f"unknown option {exc.option_name}; did you mean {' or '.join(near)}? ({hint})"
+        return f"unknown option {exc.option_name} ({hint})"
+    if isinstance(exc, click.BadOptionUsage):
+        flag = FLAG_BY_NAME.get(exc.option_name.lstrip("-").replace("-", "_"))
+        if flag is not None and flag.kind == "switch":
+            return f"{exc.option_name} is a switch and takes no value ({hint})"
+        if "requires an argument" in exc.message:
+            return _missing_value(exc.option_name, flag)
+        return f"{exc.option_name}: {_one_line(exc.message)} ({hint})"
+    if isinstance(exc, click.BadParameter):
+        opt = exc.param.opts[0] if exc.param is not None and exc.param.opts else "value"
+        return f"{opt}: {_one_line(exc.message)}"
+    no_args = getattr(click.exceptions, "NoArgsIsHelpError", ())
+    if (no_args and isinstance(exc, no_args)) or exc.message.startswith("Missing command"):
+        root = ctx.find_root() if ctx is not None else None
+        commands = ", ".join(sorted(root.command.list_commands(root))) if root is not None else "run"
+        return f"missing command: expected one of {commands} ({hint})"
+    if isinstance(exc, click.UsageError):
+        m = re.match(r"No such command '(.*)'", exc.message)
+        if m:
+            return f"unknown command '{m.group(1)}' ({hint})"
+        m = re.match(r"Got unexpected extra arguments? \((.*)\)", exc.message)
+        if m:
+            return f"unexpected argument {m.group(1)!r}: {ctx.info_name if ctx else 'run'} takes flags only ({hint})"
+    text = _one_line(exc.format_message()).rstrip(".")
+    return f"{text[:1].lower()}{text[1:]} ({hint})"
+
+
+def _missing_value(opt: str, flag: Flag | None) -> str:
+    if flag is not None and flag.accepted:
+        return f"{opt} requires a value ({flag.accepted})"
+    return f"{opt} requires a value"
+
+
+def _error_text(err: dict) -> str:
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, BaseException):
+        return _one_line(str(cause))
+    text = _one_line(err.get("msg", "is invalid"))
+    return text.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+
+
+def _locate(loc: tuple) -> tuple[str, str] | None:
+    """(section, field) of a pydantic error location that names a flag, else None (a model-level error)."""
+    if not loc:
+        return None
+    if loc[0] in SECTIONS:
+        if len(loc) > 1 and (loc[0], loc[1]) in _TABLE_INDEX:
+            return loc[0], loc[1]
+        return None
+    if (TOP, loc[0]) in _TABLE_INDEX:
+        return TOP, loc[0]
+    return None
+
+
+def validation_message(exc: ValidationError) -> str:
+    """The first failing check of a configuration: flag errors in flag-table order, then model-level (cross-flag)."""
+    errors = exc.errors()
+
+    def order(indexed: tuple[int, dict]) -> tuple[int, int]:
+        pos, err = indexed
+        where = _locate(tuple(err.get("loc", ())))
+        return (0, _TABLE_INDEX[where]) if where is not None else (1, pos)
+
+    _, err = min(enumerate(errors), key=order)
+    where = _locate(tuple(err.get("loc", ())))
+    text = _error_text(err)
+    if where is None:  # cross-flag rules: their messages already name the flags
+        return text
+    opt = FLAG_BY_NAME[where[1]].opt
+    if err.get("type") == "missing":
+        return f"{opt} is required"
+    value = format_value(err.get("input"))
+    if text.startswith("must be one of"):
+        return f"{opt} {text}; got {value}"
+    if text.startswith("must"):
+        return f"{opt} {text}, got {value}"
+    return f"{opt}: {text[:1].lower()}{text[1:]}, got {value}"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Value types: syntax errors (step 1 of §15.2) with the flag's accepted values in the message
+# ---------------------------------------------------------------------------------------------------------------------
+
+_INT = re.compile(r"[+-]?[0-9]+")
+
+
+def _parse_int(text: str) -> int:
+    text = text.strip()
+    if not _INT.fullmatch(text):
+        raise ValueError(text)
+    return int(text)
+
+
+def _parse_coeffs(text: str) -> tuple[float, ...]:
+    return tuple(float(part) for part in text.split(","))
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {"int": _parse_int, "float": float, "coeffs": _parse_coeffs}
+_METAVARS = {"int": "INT", "float": "NUMBER", "coeffs": "A,B,C", "path": "PATH", "str": "TEXT", "choice": "NAME"}
+
+
+class _FlagValue(click.ParamType):
+    def __init__(self, flag: Flag) -> None:
+        self.flag = flag
+        self.name = flag.kind
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        if value.startswith("--") and ctx is not None and value.split("=", 1)[0] in _option_names(ctx):
+            # "--rate --seed 3": click would take "--seed" as the rate.
+            raise _BadValue(_missing_value(self.flag.opt, self.flag))
+        parse = _PARSERS.get(self.flag.kind)
+        if parse is None:
+            return value
+        try:
+            return parse(value)
+        except ValueError:
+            raise _BadValue(f"{self.flag.opt} must be {self.flag.accepted}, got {format_value(value)}") from None
+
+
+def _option_names(ctx: click.Context) -> set[str]:
+    return {opt for param in ctx.command.params for opt in param.opts}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Building and checking the configuration
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def build_config(values: dict[str, Any], given: set[str]) -> SimulationConfig:
+    """A validated configuration from the flags in ``given`` (the ones on the command line) only."""
+    sections: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    top: dict[str, Any] = {}
+    for flag in FLAGS:
+        if flag.name not in given:
+            continue
+        value = values[flag.name]
+        if flag.kind == "path":
+            value = Path(value) if value else None  # an explicit "" means "none", like the default
+        (top if flag.section == TOP else sections[flag.section])[flag.name] = value
+    kwargs: dict[str, Any] = {"latency": sections["latency"], **top}
+    kwargs.update({name: fields for name, fields in sections.items() if fields and name != "latency"})
+    try:
+        return SimulationConfig(**kwargs)
+    except ValidationError as exc:
+        raise InputError(validation_message(exc)) from None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class _RunCommand(click.Command):
+    """``run`` with its options listed under the headings of the flag table."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        groups: dict[str, list[tuple[str, str]]] = {}
+        others: list[tuple[str, str]] = []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            flag = FLAG_BY_NAME.get(param.name or "")
+            (groups.setdefault(flag.group, []) if flag is not None else others).append(record)
+        for title, records in groups.items():
+            with formatter.section(f"{title} options"):
+                formatter.write_dl(records)
+        if others:
+            with formatter.section("Other options"):
+                formatter.write_dl(others)
+
+
+def _option(flag: Flag) -> click.Option:
+    if flag.kind == "switch":
+        return click.Option([flag.opt], is_flag=True, default=False, help=_help_text(flag), show_default=False)
+    # default=None: an option not on the command line is not handed to the configuration (explicitness).
+    return click.Option(
+        [flag.opt],
+        type=_FlagValue(flag),
+        default=None,
+        metavar=_METAVARS[flag.kind],
+        help=_help_text(flag),
+        show_default=False,
+    )
+
+
+def _help_text(flag: Flag) -> str:
+    if flag.default == "(required)":
+        return f"{flag.help}  [required]"
+    return f"{flag.help}  [default: {flag.default}]"
+
+
+_CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 120}
+
+
+@click.group(name="blis", context_settings=_CONTEXT, no_args_is_help=False)
+@click.version_option(__version__, "--version", message="%(prog)s %(version)s")
+def cli() -> None:
+    """blis-sim: discrete-event simulator of vLLM inference serving."""
+
+
+def _run(**values: Any) -> int:
+    ctx = click.get_current_context()
+    given = {name for name in values if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE}
+    level = logging_setup.configure(values.get("log") if "log" in given else None)
+    _STATE["debug"] = level <= logging.DEBUG
+    try:
+        return _simulate(values, given)
+    except KeyboardInterrupt:
+        raise _Interrupted() from None
+
+
+def _simulate(values: dict[str, Any], given: set[str]) -> int:
+    from . import api  # imported here so that --help and --version stay quick
+    from .report.results_file import check_writable, write_results
+
+    cfg = build_config(values, given)  # (2) ranges, (3) cross-flag rules
+    started = time.perf_counter()
+    # Input checks may log warnings before failing on a later check: hold the records back so that a failure
+    # prints its one error line alone (§14.5). At debug level everything is shown as it happens.
+    if not _STATE["debug"]:
+        logging_setup.hold()
+    try:
+        prepared = api.prepare(cfg)  # (4) files, (5) coefficients, features not built yet
+        if cfg.output.results_path is not None:
+            check_writable(cfg.output.results_path)  # (6) before any simulation work
+    except BaseException:
+        logging_setup.release(emit=False)
+        raise
+    logging_setup.release()
+    with _progress_display() as display:
+        results = api.execute(prepared, progress=display)
+    log.info("wall-clock time of the run: %.3f s", time.perf_counter() - started)
+    if cfg.output.results_path is not None:
+        try:
+            write_results(results, cfg.output.results_path)
+        except OSError as exc:
+            raise InputError(f"--results-path {cfg.output.results_path}: cannot write: {exc.strerror or exc}") from None
+    sys.stdout.write(results.stdout_text())
+    sys.stdout.flush()
+    return EXIT_OK
+
+
+cli.add_command(
+    _RunCommand(
+        "run",
+        callback=_run,
+        params=[_option(flag) for flag in FLAGS],
+        context_settings=_CONTEXT,
+        help="Simulate a vLLM serving deployment and print its metrics.",
+        short_help="Simulate a vLLM serving deployment and print its metrics.",
+    )
+)
+
+
+@contextlib.contextmanager
+def _progress_display() -> Iterator[Callable[[int, int], None] | None]:
+    """A transient progress line on stderr, only when stderr is a terminal (§14.4)."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.live import Live
+    from rich.text import Text
+
+    live = Live(Text("simulating ..."), console=Console(stderr=True), transient=True, redirect_stdout=False,
+                refresh_per_second=4)
+
+    def update(tick: int, arrived: int) -> None:
+        live.update(Text(f"simulating ... {tick / 1e6:.1f} s simulated, {arrived} request(s) arrived"))
+
+    with live:
+        yield update
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Entry point
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _prog_name() -> str:
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return name if name in PROG_NAMES else "blis"
+
+
+def _fail(message: str) -> int:
+    sys.stderr.write(f"blis: error: {_one_line(message)}\n")
+    sys.stderr.flush()
+    return EXIT_INPUT
+
+
+def main(args: list[str] | None = None, prog_name: str | None = None) -> NoReturn:
+    """Console entry of ``blis`` and ``simulation_worker`` (and ``python -m blis_sim``): exits with the status."""
+    sys.exit(run_cli(args, prog_name))
+
+
+def run_cli(args: list[str] | None = None, prog_name: str | None = None) -> int:
+    """Run the command line in-process and return its exit status (§14.5) instead of exiting."""
+    prog = prog_name or _prog_name()
+    _STATE["debug"] = False
+    try:
+        rc = cli.main(args=args, prog_name=prog, standalone_mode=False)
+        return rc if isinstance(rc, int) else EXIT_OK
+    except click.ClickException as exc:
+        try:
+            message = _click_message(exc, prog)
+        except Exception:  # noqa: BLE001 - never let the translation itself crash
+            message = _one_line(exc.format_message())
+        return _fail(message)
+    except InputError as exc:
+        return _fail(str(exc))
+    except (_Interrupted, KeyboardInterrupt, click.Abort):
+        sys.stderr.write("blis: interrupted\n")
+        sys.stderr.flush()
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, traceback only when debugging
+        if _STATE["debug"]:
+            log.debug("traceback of the internal error:", exc_info=exc)
+        detail = _one_line(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+        sys.stderr.write(f"blis: internal error: {detail} (run with --log debug for details)\n")
+        sys.stderr.flush()
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    main()

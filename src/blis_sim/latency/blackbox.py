@@ -1,0 +1,39 @@
+"""The α/β regression latency model (ENGINE.md §9.2).
+
+Step time is affine in the prefill token count X and the decode count Y; the API-server delay is affine in the
+prompt length. The coefficients come from a fitted defaults row or from the flags, already validated as finite and
+>= 0, so every result is >= 0 and ``int()`` (truncation) is the required floor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..engine.step import StepRecord
+
+
+class BlackboxModel:
+    """``step_time = floor((β0 + β1·X) + β2·Y)``, ``queueing_time = floor(α0 + α1·P)``, ``output = floor(α2)``."""
+
+    name = "blackbox"
+    __slots__ = ("alpha", "beta", "_a0", "_a1", "_b0", "_b1", "_b2", "_out")
+
+    def __init__(self, alpha: Sequence[float], beta: Sequence[float]) -> None:
+        self.alpha = tuple(float(a) for a in alpha)
+        self.beta = tuple(float(b) for b in beta)
+        self._a0, self._a1, a2 = self.alpha
+        self._b0, self._b1, self._b2 = self.beta
+        self._out = int(a2)
+
+    def step_time(self, step: StepRecord) -> int:
+        # Left to right in float64, exactly as the spec writes it (the grouping changes the last bit).
+        return int((self._b0 + self._b1 * step.num_prefill_tokens) + self._b2 * step.num_decodes)
+
+    def queueing_time(self, num_prompt_tokens: int) -> int:
+        return int(self._a0 + self._a1 * num_prompt_tokens)
+
+    def output_token_time(self) -> int:
+        return self._out
+
+    def describe(self) -> dict:
+        return {"kind": self.name, "alpha_coeffs": list(self.alpha), "beta_coeffs": list(self.beta)}

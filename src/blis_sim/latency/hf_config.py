@@ -1,0 +1,147 @@
+"""Reading a HuggingFace ``config.json`` into the few dimensions the roofline models need (ROOFLINE.md §1.1).
+
+Parsing follows the reference so that step times match it: a ``text_config`` object (multimodal wrappers) is merged
+over the top level, integer fields are read only from JSON numbers (fractions truncated, anything else reads 0), and
+the dtype maps to bytes per parameter. Beyond the reference (§9 D22) ``dtype`` is accepted when ``torch_dtype`` is
+absent, and the float8 variants count 1 byte. ``head_dim`` and the MoE keys are carried for later models but the
+parity model v1 ignores them (§9 D11, D12).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+
+# Bytes per parameter by dtype string; a "torch." prefix is tolerated.
+DTYPE_BYTES: dict[str, float] = {
+    "float32": 4.0,
+    "float16": 2.0,
+    "bfloat16": 2.0,
+    "int8": 1.0,
+    "uint8": 1.0,
+    "fp8": 1.0,
+    "int4": 1.0,
+    "nf4": 1.0,
+    "float8_e4m3fn": 1.0,
+    "float8_e4m3fnuz": 1.0,
+    "float8_e5m2": 1.0,
+    "float8_e5m2fnuz": 1.0,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    """Model dimensions in the spec's symbols (L, D, H, Hkv, F, V, b). Validated: L, D, H > 0 and b > 0."""
+
+    num_layers: int  # L
+    hidden_size: int  # D
+    num_heads: int  # H
+    num_kv_heads: int  # Hkv (= H when the file omits it)
+    intermediate_size: int  # F as written; 0 when missing (formulas then use 4·D, see ``ffn_size``)
+    vocab_size: int  # V (read, unused by v1)
+    bytes_per_param: float  # b
+    dtype: str  # the dtype string the bytes came from
+    head_dim: int = 0  # the file's ``head_dim`` (0 when absent); v1 uses D / H instead
+    num_experts: int = 0  # ``num_local_experts`` or ``num_experts`` (0: dense)
+    num_experts_per_tok: int = 0
+    max_position_embeddings: int = 0
+    tie_word_embeddings: bool = False
+    model_type: str = ""
+    source: str = ""  # the config.json path, for messages and describe()
+
+    @property
+    def dh(self) -> float:
+        """Head dimension as v1 computes it: real division D / H."""
+        return self.hidden_size / self.num_heads
+
+    @property
+    def ffn_size(self) -> int:
+        """MLP width F, or 4·D when the file has none."""
+        return self.intermediate_size if self.intermediate_size > 0 else 4 * self.hidden_size
+
+
+def _int_field(raw: dict[str, Any], key: str) -> int:
+    value = raw.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0
+    if value != value or value in (float("inf"), float("-inf")):
+        return 0
+    return int(value)
+
+
+def _dtype(raw: dict[str, Any], where: str) -> tuple[str, float]:
+    for key in ("torch_dtype", "dtype"):
+        value = raw.get(key)
+        if value is None:
+            continue
+        name = value.strip().lower().removeprefix("torch.") if isinstance(value, str) else None
+        if name in DTYPE_BYTES:
+            return name, DTYPE_BYTES[name]
+        raise InputError(f"{where}: {key} {value!r} is not supported (accepted: {', '.join(DTYPE_BYTES)})")
+    raise InputError(f"{where}: torch_dtype (or dtype) is missing (accepted: {', '.join(DTYPE_BYTES)})")
+
+
+def parse_model_config(raw: Any, where: str, source: str = "") -> ModelConfig:
+    """Build a validated ``ModelConfig`` from a decoded ``config.json``; ``where`` prefixes every error message."""
+    if not isinstance(raw, dict):
+        raise InputError(f"{where}: config.json must hold a JSON object, got {type(raw).__name__}")
+    text = raw.get("text_config")
+    if isinstance(text, dict):
+        raw = {**raw, **text}
+    layers = _int_field(raw, "num_hidden_layers")
+    hidden = _int_field(raw, "hidden_size")
+    heads = _int_field(raw, "num_attention_heads")
+    for key, value in (("num_hidden_layers", layers), ("hidden_size", hidden), ("num_attention_heads", heads)):
+        if value <= 0:
+            raise InputError(f"{where}: {key} must be > 0, got {value}")
+    kv_heads = _int_field(raw, "num_key_value_heads")
+    if kv_heads < 0:
+        raise InputError(f"{where}: num_key_value_heads must be > 0 when given, got {kv_heads}")
+    ffn = _int_field(raw, "intermediate_size")
+    if ffn < 0:
+        raise InputError(f"{where}: intermediate_size must be >= 0, got {ffn}")
+    dtype, nbytes = _dtype(raw, where)
+    model_type = raw.get("model_type")
+    return ModelConfig(
+        num_layers=layers,
+        hidden_size=hidden,
+        num_heads=heads,
+        num_kv_heads=kv_heads or heads,
+        intermediate_size=ffn,
+        vocab_size=_int_field(raw, "vocab_size"),
+        bytes_per_param=nbytes,
+        dtype=dtype,
+        head_dim=_int_field(raw, "head_dim"),
+        num_experts=_int_field(raw, "num_local_experts") or _int_field(raw, "num_experts"),
+        num_experts_per_tok=_int_field(raw, "num_experts_per_tok"),
+        max_position_embeddings=_int_field(raw, "max_position_embeddings"),
+        tie_word_embeddings=raw.get("tie_word_embeddings") is True,
+        model_type=model_type if isinstance(model_type, str) else "",
+        source=source,
+    )
+
+
+def load_model_config(folder: Path | str) -> ModelConfig:
+    """Read ``<folder>/config.json`` (the ``--model-config-folder`` flag); every problem is an ``InputError``."""
+    folder = Path(folder)
+    where = f"--model-config-folder {folder}"
+    if not folder.is_dir():
+        raise InputError(f"{where}: no such folder (a folder holding a HuggingFace config.json is required)")
+    path = folder / "config.json"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{where}: config.json not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{where}: config.json cannot be read ({exc})") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"{where}: config.json is not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})"
+        ) from None
+    return parse_model_config(raw, where, str(path))

@@ -1,0 +1,51 @@
+"""Shared fixtures for the latency tests: packaged model/hardware data, a StepRecord builder, the shared folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from blis_sim.engine.step import StepRecord
+from blis_sim.latency.hardware import load_hardware
+from blis_sim.latency.hf_config import load_model_config
+
+REPO = Path(__file__).parents[2]
+DATA = REPO / "src" / "blis_sim" / "data"
+SHARED = REPO / ".." / "shared"
+REFERENCE = SHARED / "data" / "reference"
+
+
+def make_step(prefills: list[tuple[int, int]] = (), decodes: list[int] = ()) -> StepRecord:
+    """A StepRecord with prefill items (p, n) and decodes given by their contexts p."""
+    step = StepRecord(start=0)
+    step.prefill_items = list(prefills)
+    step.num_prefill_tokens = sum(n for _, n in prefills)
+    step.num_decodes = len(decodes)
+    step.decode_context_sum = sum(decodes)
+    return step
+
+
+@pytest.fixture(scope="session")
+def step():
+    """The ``make_step`` builder."""
+    return make_step
+
+
+@pytest.fixture(scope="session")
+def llama8b():
+    return load_model_config(DATA / "model_configs" / "llama-3.1-8b-instruct")
+
+
+@pytest.fixture(scope="session")
+def h100():
+    hw = load_hardware(DATA / "hardware_config.json", "H100")
+    hw.check_v1()
+    return hw
+
+
+@pytest.fixture
+def reference_dir() -> Path:
+    if not REFERENCE.is_dir():
+        pytest.skip(f"reference data not available at {REFERENCE}")
+    return REFERENCE
