@@ -1,0 +1,90 @@
+"""The issue's list of bad inputs: each gives exit 2, exactly one stderr line, nothing on stdout, no results file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+HW = ROOT / "hardware_config.json"
+MODEL_DIR = ROOT / "model_configs" / "llama-3.1-8b-instruct"
+
+
+def _blis(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    exe = shutil.which("blis")
+    if exe is None:
+        pytest.skip("console script blis is not installed (pip install -e .)")
+    return subprocess.run([exe, "run", *args], capture_output=True, text=True, cwd=cwd, timeout=60)
+
+
+def _roofline(hw: Path = HW, model_dir: Path = MODEL_DIR, gpu: str = "H100") -> list[str]:
+    return ["--model", "m", "--model-config-folder", str(model_dir), "--hardware-config", str(hw),
+            "--hardware", gpu, "--tp", "1"]
+
+
+def _assert_one_line(p: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert p.stdout == ""
+    lines = p.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("blis: error: "), p.stderr
+    assert "Traceback" not in p.stderr
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+def test_missing_model_config_folder(tmp_path):
+    _assert_one_line(_blis(*_roofline(model_dir=tmp_path / "nope")), "--model-config-folder", "nope")
+
+
+def test_model_config_folder_without_config_json(tmp_path):
+    _assert_one_line(_blis(*_roofline(model_dir=tmp_path)), "config.json")
+
+
+def test_hardware_not_in_the_config():
+    _assert_one_line(_blis(*_roofline(gpu="H999")), "H999", "H100")
+
+
+@pytest.mark.parametrize("value", [0, -1.5, "NaN"])
+@pytest.mark.parametrize("field", ["BwEffConstant", "mfuDecode", "TFlopsPeak", "vectorPeakFraction"])
+def test_bad_calibration_field(tmp_path, field, value):
+    entry = json.loads(HW.read_text())["H100"]
+    entry[field] = value
+    bad = tmp_path / "hw.json"
+    bad.write_text(json.dumps({"H100": entry}).replace('"NaN"', "NaN"))
+    _assert_one_line(_blis(*_roofline(hw=bad)), "hardware config H100", field, "got")
+
+
+def test_negative_rate_and_no_results_file(tmp_path):
+    out = tmp_path / "r.json"
+    _assert_one_line(_blis("--model", "x", "--beta-coeffs", "1,1,1", "--rate", "-3", "--results-path", str(out)),
+                     "--rate must be a finite number > 0, got -3")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "row, fragment",
+    [
+        ('abc,0,x,"[1,2]","[3]"', "line 2: arrival_time must be a number of seconds, got 'abc'"),
+        ('0.0,0,x,"[1,2"', "line 2"),
+        ('0.0,0,x,"[]","[3]"', "line 2"),
+        ('0.0,0,x,"[1,2]","[x]"', "line 2"),
+    ],
+)
+def test_malformed_trace_csv(tmp_path, row, fragment):
+    trace = tmp_path / "t.csv"
+    trace.write_text("arrival_time,request_id,model,prefill_tokens,decode_tokens\n" + row + "\n")
+    _assert_one_line(
+        _blis("--model", "x", "--beta-coeffs", "1,1,1", "--workload", "traces", "--workload-traces-filepath",
+              str(trace)),
+        "--workload-traces-filepath", fragment,
+    )
+
+
+def test_unknown_workload_name():
+    _assert_one_line(_blis("--model", "x", "--workload", "nonsense"),
+                     "--workload must be one of chatbot, contentgen, distribution, multidoc, summarization, traces; "
+                     "got 'nonsense'")
