@@ -71,7 +71,10 @@ def execute(prepared: PreparedRun, progress: ProgressCallback | None = None, col
     """Simulate a prepared run. ``collect_requests`` keeps per-request records (the results file)."""
     cfg, resolved = prepared.cfg, prepared.resolved
     latency = resolved.model
-    instances = [Instance(i, cfg.engine, resolved.total_kv_blocks, latency) for i in range(cfg.cluster.num_instances)]
+    instances = [
+        Instance(i, cfg.engine, resolved.total_kv_blocks, latency, cfg.skip_ahead)
+        for i in range(cfg.cluster.num_instances)
+    ]
     log.info(
         "latency model %s; %d instance(s) x %d KV blocks of %d tokens; %s",
         latency.describe(), cfg.cluster.num_instances, resolved.total_kv_blocks,

@@ -73,14 +73,14 @@ class Flag:
     name: str  # the configuration field; the flag is --name with dashes
     section: str  # SimulationConfig section holding the field ("" = top level)
     group: str  # heading in --help
-    kind: str  # str | choice | int | float | path | coeffs | switch
+    kind: str  # str | choice | int | float | path | coeffs | switch | offswitch (--no-<name> sets False)
     default: str  # as shown in --help
     help: str
     accepted: str = ""  # what a value of the wrong type is told ("an integer >= 0")
 
     @property
     def opt(self) -> str:
-        return "--" + self.name.replace("_", "-")
+        return ("--no-" if self.kind == "offswitch" else "--") + self.name.replace("_", "-")
 
 
 def _choices(values: tuple[str, ...]) -> str:
@@ -185,9 +185,13 @@ FLAGS: tuple[Flag, ...] = (
     Flag("results_path", "output", OUTPUT, "path", '""',
          "Write the results file (cluster metrics and per-request records) here."),
     Flag("log", "output", OUTPUT, "choice", "warn", f"stderr log level: {_choices(LOG_LEVELS)}."),
+    Flag("skip_ahead", TOP, OUTPUT, "offswitch", "off",
+         "Step every decode step one by one instead of advancing stable decode stretches in one go "
+         "(same results, slower; for verification)."),
 )
 
 FLAG_BY_NAME = {f.name: f for f in FLAGS}
+FLAG_BY_OPT = {f.opt: f for f in FLAGS}
 _TABLE_INDEX = {(f.section, f.name): i for i, f in enumerate(FLAGS)}
 
 
@@ -227,8 +231,8 @@ def _click_message(exc: click.ClickException, prog: str) -> str:
             return f"unknown option {exc.option_name}; did you mean {' or '.join(near)}? ({hint})"
         return f"unknown option {exc.option_name} ({hint})"
     if isinstance(exc, click.BadOptionUsage):
-        flag = FLAG_BY_NAME.get(exc.option_name.lstrip("-").replace("-", "_"))
-        if flag is not None and flag.kind == "switch":
+        flag = FLAG_BY_OPT.get(exc.option_name)
+        if flag is not None and flag.kind in ("switch", "offswitch"):
             return f"{exc.option_name} is a switch and takes no value ({hint})"
         if "requires an argument" in exc.message:
             return _missing_value(exc.option_name, flag)
@@ -402,6 +406,9 @@ class _RunCommand(click.Command):
 def _option(flag: Flag) -> click.Option:
     if flag.kind == "switch":
         return click.Option([flag.opt], is_flag=True, default=False, help=_help_text(flag), show_default=False)
+    if flag.kind == "offswitch":
+        return click.Option([flag.opt, flag.name], is_flag=True, flag_value=False, default=True,
+                            help=_help_text(flag), show_default=False)
     # default=None: an option not on the command line is not handed to the configuration (explicitness).
     return click.Option(
         [flag.opt],

@@ -35,6 +35,7 @@ routing-policy routing-scorers priority-policy scheduler policy-config snapshot-
 kv-cpu-blocks kv-offload-threshold kv-transfer-bandwidth kv-transfer-base-latency
 trace-level counterfactual-k summarize-trace fitness-weights results-path log
 """.split()
+EXTENSION_FLAGS = ["no-skip-ahead"]  # blis-sim's own flags, after the reference's
 
 SECTION_MODELS = {
     "latency": LatencyConfig,
@@ -46,7 +47,7 @@ SECTION_MODELS = {
 
 
 def test_flag_table_is_the_spec_table_in_order():
-    assert [f.opt for f in cli.FLAGS] == [f"--{name}" for name in SPEC_FLAGS]
+    assert [f.opt for f in cli.FLAGS] == [f"--{name}" for name in SPEC_FLAGS + EXTENSION_FLAGS]
 
 
 def test_every_flag_is_a_config_field_and_every_field_a_flag():
@@ -70,6 +71,8 @@ def test_help_default_matches_the_model_default(flag):
     shown = flag.default.split(" ", 1)[0].split(",")[0] if flag.kind != "coeffs" else flag.default
     if flag.kind == "switch":
         assert default is False and flag.default == "off"
+    elif flag.kind == "offswitch":  # --no-<name> not given: the field keeps True
+        assert default is True and flag.default == "off"
     elif flag.name == "horizon":
         assert default == UNLIMITED_HORIZON and flag.default == "unlimited"
     elif flag.kind == "path":

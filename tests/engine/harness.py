@@ -22,6 +22,9 @@ class LinearLatency:
     def step_time(self, step):
         return self.b0 + self.b1 * step.num_prefill_tokens + self.b2 * step.num_decodes
 
+    def decode_step_time(self, num_decodes, context_sum):
+        return self.b0 + self.b2 * num_decodes
+
     def queueing_time(self, num_prompt_tokens):
         return self.a0
 
@@ -64,8 +67,8 @@ class CheckedInstance(Instance):
         super()._apply(step, now)
         check_instance(self)
 
-    def step(self, now):
-        end = super().step(now)
+    def step(self, now, bound=2**63):
+        end = super().step(now, bound)
         check_instance(self)
         if end is not None:
             s = self.in_flight
@@ -78,10 +81,11 @@ class CheckedInstance(Instance):
         return end
 
 
-def simulate(requests, engine: EngineConfig, latency=None, num_instances=1, horizon=2**63 - 1, checked=True):
+def simulate(requests, engine: EngineConfig, latency=None, num_instances=1, horizon=2**63 - 1, checked=True,
+             skip_ahead=True):
     latency = latency or LinearLatency()
     cls = CheckedInstance if checked else Instance
-    instances = [cls(i, engine, engine.total_kv_blocks, latency) for i in range(num_instances)]
+    instances = [cls(i, engine, engine.total_kv_blocks, latency, skip_ahead) for i in range(num_instances)]
     sim = ClusterSimulator(instances, AlwaysAdmit(), RoundRobin(num_instances), 0, 0, horizon, keep_routed=True)
     sim.run(sorted(requests, key=lambda r: (r.arrival, r.index)))
     return sim

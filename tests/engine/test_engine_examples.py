@@ -5,15 +5,21 @@ from blis_sim.config import EngineConfig
 from harness import LinearLatency, make_request, simulate
 
 
-def test_preemption_example_18_3():
+import pytest
+
+
+@pytest.mark.parametrize("skip_ahead", [False, True])
+def test_preemption_example_18_3(skip_ahead):
     a = make_request(0, 0, [1, 2, 3, 4], range(11, 17))
     b = make_request(1, 0, [5, 6, 7, 8], range(21, 27))
     engine = EngineConfig(block_size_in_tokens=4, total_kv_blocks=4)
-    sim = simulate([a, b], engine, LinearLatency(b0=1000, b1=10, b2=1))
+    sim = simulate([a, b], engine, LinearLatency(b0=1000, b1=10, b2=1), skip_ahead=skip_ahead)
     inst = sim.instances[0]
-    assert [(s, e) for s, e, _ in inst.steps] == [
-        (0, 1080), (1080, 2082), (2082, 3084), (3084, 4086), (4086, 5088), (5088, 6089), (6089, 7139)
-    ]
+    boundaries = [(0, 1080), (1080, 2082), (2082, 3084), (3084, 4086), (4086, 5088), (5088, 6089), (6089, 7139)]
+    if skip_ahead:  # the decode stretch 1080..5088 is advanced in one call, then preemption is stepped normally
+        boundaries = [(0, 1080), (1080, 5088), (5088, 6089), (6089, 7139)]
+    assert [(s, e) for s, e, _ in inst.steps] == boundaries
+    assert inst.stats.num_steps == 7
     assert a.ttft == 1080 and b.ttft == 1080
     assert a.e2e == 6089 and b.e2e == 7139
     assert inst.scheduler.num_preemptions == 1

@@ -17,6 +17,7 @@ from ..request import Request, RequestStatus
 from .policies import Snapshot
 
 ADMISSION, ROUTING, ENQUEUE, STEP = 1, 2, 3, 4
+NEVER = 2**63  # later than any tick
 
 
 class ClusterSimulator:
@@ -56,30 +57,39 @@ class ClusterSimulator:
         ]
 
     def run(self, requests: Iterable[Request], on_progress: Callable[[int, int], None] | None = None) -> None:
-        """Process events in order until none is left or the next one lies past the horizon."""
-        heap: list[tuple] = []
+        """Process events in order until none is left or the next one lies past the horizon.
+
+        Control-plane events (admission, routing, enqueue) and step boundaries live in two heaps; popping the
+        smaller head of the two gives exactly the order of one heap (the class field decides same-tick ties), and
+        the head of the control heap tells each instance how far it may advance on its own: nothing outside an
+        instance can act on it before the next arrival or control-plane event.
+        """
+        ctrl: list[tuple] = []  # (time, class, seq, payload), classes ADMISSION..ENQUEUE
+        steps: list[tuple] = []  # (time, STEP, seq, instance)
         push = heapq.heappush
         pop = heapq.heappop
         seq = count()
         horizon = self.horizon
-        instances = self.instances
+        past_horizon = horizon + 1
         adm_lat = self.admission_latency
         route_lat = self.routing_latency
         arrivals: Iterator[Request] = iter(requests)
         nxt = next(arrivals, None)
         events = 0
         while True:
-            if nxt is not None and (not heap or nxt.arrival <= heap[0][0]):
-                now = nxt.arrival
-                if now > horizon:
+            next_arrival = nxt.arrival if nxt is not None else NEVER
+            heap = ctrl if ctrl and (not steps or ctrl[0] < steps[0]) else steps
+            head = heap[0] if heap else None
+            if next_arrival < NEVER and (head is None or next_arrival <= head[0]):
+                # ARRIVAL (class 0: first among same-tick events)
+                if next_arrival > horizon:
                     break
-                # ARRIVAL (class 0)
-                self.clock = now
+                self.clock = next_arrival
                 self.num_arrived += 1
-                push(heap, (now + adm_lat, ADMISSION, next(seq), nxt))
+                push(ctrl, (next_arrival + adm_lat, ADMISSION, next(seq), nxt))
                 nxt = next(arrivals, None)
                 continue
-            if not heap:
+            if head is None:
                 break
             now, kind, _, payload = pop(heap)
             if now > horizon:
@@ -87,23 +97,28 @@ class ClusterSimulator:
             assert now >= self.clock, "clock went backwards"
             self.clock = now
             if kind == STEP:
-                end = payload.step(now)
+                bound = ctrl[0][0] if ctrl else NEVER
+                if next_arrival < bound:
+                    bound = next_arrival
+                if past_horizon < bound:
+                    bound = past_horizon
+                end = payload.step(now, bound)
                 if end is not None:
-                    push(heap, (end, STEP, next(seq), payload))
+                    push(steps, (end, STEP, next(seq), payload))
                 events += 1
                 if on_progress is not None and not events & 0x3FFF:
                     on_progress(now, self.num_arrived)
             elif kind == ENQUEUE:
                 req, inst = payload
                 if inst.enqueue(req, now):
-                    push(heap, (now, STEP, next(seq), inst))
+                    push(steps, (now, STEP, next(seq), inst))
             elif kind == ROUTING:
-                self._route(payload, now, push, heap, seq)
+                self._route(payload, now, push, ctrl, seq)
             else:  # ADMISSION
                 snaps = self.snapshots() if self.admission.needs_snapshots else None
                 admitted, _reason = self.admission.admit(payload, snaps, now)
                 if admitted:
-                    push(heap, (now + route_lat, ROUTING, next(seq), payload))
+                    push(ctrl, (now + route_lat, ROUTING, next(seq), payload))
                 else:
                     payload.status = RequestStatus.REJECTED
                     self.num_rejected += 1

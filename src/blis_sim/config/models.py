@@ -153,6 +153,7 @@ class SimulationConfig(_Section):
     output: OutputConfig = Field(default_factory=OutputConfig)
     seed: Int = 42
     horizon: IntGE0 = UNLIMITED_HORIZON
+    skip_ahead: bool = True  # advance stable decode-only stretches in one go (exact; --no-skip-ahead turns it off)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "SimulationConfig":

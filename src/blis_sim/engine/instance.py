@@ -20,6 +20,8 @@ from .step import StepRecord
 
 log = logging.getLogger("blis_sim")
 
+NEVER = 2**63  # a bound no tick reaches
+
 REASON_MODEL_LEN = "prompt + output tokens exceed --max-model-len"
 REASON_KV = "KV blocks needed exceed --total-kv-blocks"
 
@@ -35,6 +37,7 @@ class Instance:
         "max_model_len",
         "block_size",
         "output_token_time",
+        "skip_ahead",
         "in_flight",
         "step_pending",
         "num_pending",
@@ -46,6 +49,7 @@ class Instance:
         cfg: EngineConfig,
         total_kv_blocks: int,
         latency: LatencyModel,
+        skip_ahead: bool = True,
     ) -> None:
         self.index = index
         self.name = f"instance_{index}"
@@ -56,6 +60,7 @@ class Instance:
         self.max_model_len = cfg.max_model_len
         self.block_size = cfg.block_size_in_tokens
         self.output_token_time = latency.output_token_time()
+        self.skip_ahead = skip_ahead  # advance stable decode-only stretches in one call (exact, §7.6)
         self.in_flight: StepRecord | None = None
         self.step_pending = False
         self.num_pending = 0  # routed here, not yet in the waiting queue
@@ -95,8 +100,13 @@ class Instance:
             )
 
     # -- STEP -------------------------------------------------------------------------------------------------
-    def step(self, now: int) -> int | None:
-        """Step boundary at ``now``: finish the in-flight step, start the next. Returns its end tick, or None."""
+    def step(self, now: int, bound: int = NEVER) -> int | None:
+        """Step boundary at ``now``: finish the in-flight step, start the next. Returns its end tick, or None.
+
+        ``bound`` is the earliest tick at which anything outside this instance can act on it or look at it (the
+        next arrival or control-plane event, or just past the horizon). Boundaries before it may be advanced
+        here in one go when nothing inside the instance can change the batch either (``_skip_ahead``).
+        """
         self.step_pending = False
         stats = self.stats
         stats.last_event_time = now
@@ -111,9 +121,94 @@ class Instance:
         stats.hol_sum += len(sched.waiting)
         stats.hol_steps += 1
         stats.num_steps += 1
-        self.in_flight = step
         self.step_pending = True
-        return now + self.latency.step_time(step)
+        end = now + self.latency.step_time(step)
+        if (
+            self.skip_ahead
+            and end < bound
+            and not step.prefill_items
+            and not step.preempted
+            and not step.num_admitted
+            and len(step.requests) == len(sched.running)
+        ):
+            return self._skip_ahead(step, end, bound)
+        self.in_flight = step
+        return end
+
+    def _skip_ahead(self, step: StepRecord, end: int, bound: int) -> int:
+        """Advance the boundaries of a stable decode-only batch that fall before ``bound``, exactly as single steps.
+
+        ``step`` decodes every running request, admitted nobody and preempted nobody. Until a request finishes, a
+        running request cannot get a block, or something external happens, every following step is the same batch
+        with every context one token longer: each boundary emits one token per request and each formation takes a
+        block for the requests whose context reaches a block boundary and keys the blocks that fill, in the order
+        single stepping would (step by step, running order within a step). Only those block events and one
+        latency call per step cost anything here; per-request fields are brought up to date once at the end.
+        Returns the end of the last step formed, which becomes the in-flight step.
+        """
+        reqs = step.requests
+        B = len(reqs)
+        # Step j (0 = ``step``) produces output token g + 1 + j; the first completion ends step ``last``.
+        last = min(r.num_output_tokens - r.num_generated for r in reqs) - 1
+        if last <= 0 or end >= bound:
+            self.in_flight = step
+            return end
+        bs = self.block_size
+        kv = self.kv
+        pool = kv.pool
+        a2 = self.output_token_time
+        itl = self.stats.itl.counts
+        # Requests by their context's phase within a block: at the formation of step j + 1 a request whose
+        # context before that step, c + j, is a multiple of bs takes a block, and one with c + j + 1 a multiple
+        # of bs fills (keys) its last block. ``c`` here is num_computed_tokens after forming step 0.
+        by_phase: dict[int, list[Request]] = {}
+        for r in reqs:
+            by_phase.setdefault(r.num_computed_tokens % bs, []).append(r)
+        context_sum = step.decode_context_sum
+        decode_step_time = self.latency.decode_step_time
+        j = 0
+        boundary = end  # end of step j: a boundary processed here when it lies before ``bound``
+        prev = step.start
+        while j < last and boundary < bound:
+            takers = by_phase.get(-j % bs)
+            if takers and len(takers) > pool.num_blocks - pool.num_used:
+                break  # forming step j + 1 would preempt: leave that boundary to the normal path
+            # the boundary: every request emits a token
+            if j == 0:
+                for r in reqs:
+                    v = boundary - r.last_token + a2
+                    itl[v] = itl.get(v, 0) + 1
+            else:
+                v = boundary - prev + a2
+                itl[v] = itl.get(v, 0) + B
+            # forming step j + 1: new blocks, then keys of the blocks that fill
+            if takers:
+                for r in takers:
+                    r.blocks.append(pool.take())
+            fillers = by_phase.get((-j - 1) % bs)
+            if fillers:
+                for r in fillers:
+                    idx = (r.num_computed_tokens + j + 1) // bs - 1
+                    pool.register(r.blocks[idx], kv.block_key(r, idx))
+                    r.num_cached_blocks = idx + 1
+            j += 1
+            context_sum += B
+            prev = boundary
+            boundary += decode_step_time(B, context_sum)
+        if j:
+            for r in reqs:
+                r.num_generated += j
+                r.num_computed_tokens += j
+                r.last_token = prev
+            stats = self.stats
+            stats.total_output_tokens += B * j
+            stats.num_steps += j
+            stats.hol_sum += j * len(self.scheduler.waiting)
+            stats.hol_steps += j
+            stats.last_event_time = prev
+            step = StepRecord.decode_only(prev, reqs, context_sum)
+        self.in_flight = step
+        return boundary
 
     def _apply(self, step: StepRecord, now: int) -> None:
         """Results of the step that ends at ``now``: emit tokens, finish requests, release their KV (§7.4–§7.5)."""

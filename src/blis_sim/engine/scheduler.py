@@ -93,6 +93,7 @@ class Scheduler:
                     break  # the head stays; nothing behind it runs (FCFS)
                 waiting.popleft()
                 running.append(req)
+                step.num_admitted += 1
                 req.status = _RUNNING
                 req.num_computed_tokens = cached
                 kv.query_tokens += num_tokens

@@ -20,6 +20,7 @@ class StepRecord:
         "num_decodes",
         "decode_context_sum",
         "preempted",
+        "num_admitted",
         "start",
     )
 
@@ -32,6 +33,7 @@ class StepRecord:
         self.num_decodes = 0  # Y: decode items, one token each
         self.decode_context_sum = 0  # sum of c_before over decode items (KV each decode reads)
         self.preempted: list[Request] = []  # requests preempted while forming this batch
+        self.num_admitted = 0  # requests taken from the waiting queue into this batch
         self.start = start  # tick the step starts
 
     @property
@@ -40,3 +42,13 @@ class StepRecord:
 
     def __len__(self) -> int:
         return len(self.requests)
+
+    @classmethod
+    def decode_only(cls, start: int, requests: list[Request], context_sum: int) -> "StepRecord":
+        """The record of a step in which every request of ``requests`` decodes one token."""
+        step = cls(start)
+        step.requests = requests
+        step.num_new_tokens = [1] * len(requests)
+        step.num_decodes = len(requests)
+        step.decode_context_sum = context_sum
+        return step

@@ -17,6 +17,13 @@ class LatencyModel(Protocol):
         """Duration of one engine step in ticks."""
         ...
 
+    def decode_step_time(self, num_decodes: int, context_sum: int) -> int:
+        """``step_time`` of a decode-only step, from its decode count and the sum of their contexts.
+
+        Must equal ``step_time`` of such a record exactly: decode skip-ahead prices the steps it advances with it.
+        """
+        ...
+
     def queueing_time(self, num_prompt_tokens: int) -> int:
         """Ticks between the routing decision and entering the waiting queue (API-server work)."""
         ...

@@ -29,6 +29,10 @@ class BlackboxModel:
         # Left to right in float64, exactly as the spec writes it (the grouping changes the last bit).
         return int((self._b0 + self._b1 * step.num_prefill_tokens) + self._b2 * step.num_decodes)
 
+    def decode_step_time(self, num_decodes: int, context_sum: int) -> int:
+        """``step_time`` of a decode-only step (X = 0), with the same float operations."""
+        return int((self._b0 + self._b1 * 0) + self._b2 * num_decodes)
+
     def queueing_time(self, num_prompt_tokens: int) -> int:
         return int(self._a0 + self._a1 * num_prompt_tokens)
 

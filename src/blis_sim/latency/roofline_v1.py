@@ -128,9 +128,11 @@ class RooflineV1:
         items = step.prefill_items
         num_prefills = len(items)
         num_decodes = step.num_decodes
-        t_pre = self.prefill_time(items) if num_prefills else 0.0
-        t_dec = self.decode_time(num_decodes, step.decode_context_sum) if num_decodes else 0.0
-        if num_prefills and num_decodes:
+        if not num_prefills:
+            return self.decode_step_time(num_decodes, step.decode_context_sum)
+        t_pre = self.prefill_time(items)
+        if num_decodes:
+            t_dec = self.decode_time(num_decodes, step.decode_context_sum)
             x = step.num_prefill_tokens
             y = num_decodes
             if x > 4 * y and x > 100:
@@ -141,17 +143,21 @@ class RooflineV1:
                 total = x + y
                 hw_time = x / total * t_pre + y / total * t_dec
             o_req = num_prefills * self._o_mix
-        elif num_prefills:
+        else:
             hw_time = t_pre
             o_req = num_prefills * self._o_pre
-        else:
-            hw_time = t_dec
-            o_req = 0.0
-        r = num_prefills + num_decodes
+        return self._total(hw_time, num_prefills + num_decodes, num_decodes, o_req)
+
+    def decode_step_time(self, num_decodes: int, context_sum: int) -> int:
+        """``step_time`` of a decode-only step: what decode skip-ahead asks for each step it advances."""
+        hw_time = self.decode_time(num_decodes, context_sum) if num_decodes else 0.0  # empty: round(Ostep), §6
+        return self._total(hw_time, num_decodes, num_decodes, 0.0)
+
+    def _total(self, hw_time: float, r: int, num_decodes: int, o_req: float) -> int:
+        """Add communication and overheads (§6), round half away from zero (never negative for valid inputs)."""
         o_step = self._o_step
         if r > 2:
             o_step = o_step * (1.0 + 0.15 * math.log2(r / 2.0) * (0.3 + 2.0 * num_decodes / r))
-        # Round half away from zero (the total is never negative for validated inputs).
         return math.floor((hw_time + self._comm + o_step / 1e6 + o_req / 1e6) * 1e6 + 0.5)
 
     def queueing_time(self, num_prompt_tokens: int) -> int:
