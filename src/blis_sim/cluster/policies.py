@@ -28,6 +28,7 @@ class Snapshot:
 
 class AlwaysAdmit:
     needs_snapshots = False
+    admits_everything = True  # lets the cluster predict where upcoming arrivals go
 
     def admit(self, req: Request, snapshots: list[Snapshot] | None, now: int) -> tuple[bool, str]:
         return True, ""
@@ -46,6 +47,10 @@ class RoundRobin:
         target = self.counter % self.num_instances
         self.counter += 1
         return target
+
+    def upcoming_index(self, instance: int) -> int:
+        """Which of the next routed requests (0 = the very next) will go to ``instance``."""
+        return (instance - self.counter) % self.num_instances
 
 
 ADMISSION_POLICIES = {"always-admit": lambda cfg: AlwaysAdmit()}

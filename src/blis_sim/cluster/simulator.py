@@ -9,7 +9,8 @@ gives the same order (class 0 wins ties) without holding every request in memory
 from __future__ import annotations
 
 import heapq
-from itertools import count
+from collections import deque
+from itertools import count, islice
 from typing import Callable, Iterable, Iterator
 
 from ..engine.instance import Instance
@@ -74,9 +75,15 @@ class ClusterSimulator:
         adm_lat = self.admission_latency
         route_lat = self.routing_latency
         arrivals: Iterator[Request] = iter(requests)
-        nxt = next(arrivals, None)
+        # Upcoming arrivals, looked ahead far enough to know the next one of every instance when routing is
+        # predictable (round-robin after always-admit): an instance may then advance past arrivals that go
+        # elsewhere. Otherwise one is enough.
+        predictable = getattr(self.admission, "admits_everything", False) and hasattr(self.routing, "upcoming_index")
+        lookahead = len(self.instances) if predictable else 1
+        upcoming: deque[Request] = deque(islice(arrivals, lookahead))
         events = 0
         while True:
+            nxt = upcoming[0] if upcoming else None
             next_arrival = nxt.arrival if nxt is not None else NEVER
             heap = ctrl if ctrl and (not steps or ctrl[0] < steps[0]) else steps
             head = heap[0] if heap else None
@@ -87,7 +94,8 @@ class ClusterSimulator:
                 self.clock = next_arrival
                 self.num_arrived += 1
                 push(ctrl, (next_arrival + adm_lat, ADMISSION, next(seq), nxt))
-                nxt = next(arrivals, None)
+                upcoming.popleft()
+                upcoming.extend(islice(arrivals, lookahead - len(upcoming)))
                 continue
             if head is None:
                 break
@@ -97,8 +105,14 @@ class ClusterSimulator:
             assert now >= self.clock, "clock went backwards"
             self.clock = now
             if kind == STEP:
-                bound = ctrl[0][0] if ctrl else NEVER
-                if next_arrival < bound:
+                if ctrl:
+                    bound = ctrl[0][0]
+                    if next_arrival < bound:
+                        bound = next_arrival
+                elif predictable:
+                    k = self.routing.upcoming_index(payload.index)
+                    bound = upcoming[k].arrival if k < len(upcoming) else NEVER
+                else:
                     bound = next_arrival
                 if past_horizon < bound:
                     bound = past_horizon

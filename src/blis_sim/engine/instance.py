@@ -9,6 +9,10 @@ preemptions at step start.
 from __future__ import annotations
 
 import logging
+from bisect import bisect_left
+from itertools import accumulate
+
+import numpy as np
 
 from ..config import EngineConfig
 from ..kv.cache import KVCacheManager
@@ -164,16 +168,54 @@ class Instance:
         by_phase: dict[int, list[Request]] = {}
         for r in reqs:
             by_phase.setdefault(r.num_computed_tokens % bs, []).append(r)
-        context_sum = step.decode_context_sum
-        decode_step_time = self.latency.decode_step_time
-        j = 0
-        boundary = end  # end of step j: a boundary processed here when it lies before ``bound``
+        base_sum = step.decode_context_sum  # context sum of step j is base_sum + j * B
+        j = 0  # boundaries processed so far; the one at ``boundary`` ends step j
+        boundary = end
         prev = step.start
         while j < last and boundary < bound:
-            takers = by_phase.get(-j % bs)
-            if takers and len(takers) > pool.num_blocks - pool.num_used:
-                break  # forming step j + 1 would preempt: leave that boundary to the normal path
-            # the boundary: every request emits a token
+            # Durations of steps j+1 .. j+m in one vectorised call; m covers every step that can end before
+            # ``bound`` (durations never shrink as contexts grow) or up to the first completion.
+            d_next = self.latency.decode_step_time(B, base_sum + (j + 1) * B)
+            m = last - j
+            if bound < NEVER:
+                m = min(m, (bound - boundary) // max(d_next, 1) + 1)
+            durations = self._decode_durations(B, base_sum + B * (j + 1), m, d_next)
+            # bounds[i] = end of step j + i: bounds[0] is ``boundary``; the first n of them (< bound) are processed
+            bounds = list(accumulate(durations, initial=boundary))
+            n = min(bisect_left(bounds, bound, 0, m), last - j)  # bounds never decrease
+            # KV events of the formations that follow those boundaries, in single-stepping order (the bodies of
+            # BlockPool.take/register and KVCacheManager.block_key, inlined: this loop sees every block a
+            # decode fills)
+            block_key_of = pool.key
+            index = pool.index
+            for i in range(n):
+                jj = j + i
+                takers = by_phase.get(-jj % bs)
+                if takers:
+                    if len(takers) > pool.num_blocks - pool.num_used:
+                        n = i  # forming step jj + 1 would preempt: leave that boundary to the normal path
+                        break
+                    for r in takers:
+                        r.blocks.append(pool.take())
+                fillers = by_phase.get((-jj - 1) % bs)
+                if fillers:
+                    for r in fillers:
+                        idx = r.num_cached_blocks  # the one block that fills now: all before it are keyed
+                        keys = r.block_keys
+                        key = keys[idx] if idx < len(keys) else kv.block_key(r, idx)
+                        block = r.blocks[idx]
+                        block_key_of[block] = key
+                        holders = index.get(key)
+                        if holders is None:
+                            index[key] = [block]
+                        else:
+                            holders.append(block)
+                        r.num_cached_blocks = idx + 1
+            if n == 0:
+                break
+            # tokens emitted at the n boundaries b_j .. b_{j+n-1}; the interval closed by b_{j+i} (i >= 1) is
+            # durations[i - 1]. The very first boundary of the stretch is per request (requests may have had
+            # different previous token times); every later one is shared by all B requests.
             if j == 0:
                 for r in reqs:
                     v = boundary - r.last_token + a2
@@ -181,20 +223,14 @@ class Instance:
             else:
                 v = boundary - prev + a2
                 itl[v] = itl.get(v, 0) + B
-            # forming step j + 1: new blocks, then keys of the blocks that fill
-            if takers:
-                for r in takers:
-                    r.blocks.append(pool.take())
-            fillers = by_phase.get((-j - 1) % bs)
-            if fillers:
-                for r in fillers:
-                    idx = (r.num_computed_tokens + j + 1) // bs - 1
-                    pool.register(r.blocks[idx], kv.block_key(r, idx))
-                    r.num_cached_blocks = idx + 1
-            j += 1
-            context_sum += B
-            prev = boundary
-            boundary += decode_step_time(B, context_sum)
+            for v in durations[: n - 1]:
+                v += a2
+                itl[v] = itl.get(v, 0) + B
+            prev = bounds[n - 1]
+            boundary = bounds[n]
+            j += n
+            if n < len(durations):
+                break
         if j:
             for r in reqs:
                 r.num_generated += j
@@ -206,9 +242,19 @@ class Instance:
             stats.hol_sum += j * len(self.scheduler.waiting)
             stats.hol_steps += j
             stats.last_event_time = prev
-            step = StepRecord.decode_only(prev, reqs, context_sum)
+            step = StepRecord.decode_only(prev, reqs, base_sum + j * B)
         self.in_flight = step
         return boundary
+
+    def _decode_durations(self, num_decodes: int, first_sum: int, m: int, first: int) -> list[int]:
+        """Durations of ``m`` consecutive decode-only steps whose context sums start at ``first_sum`` (the
+        first duration, ``first``, is already known). Long runs go through the model's vectorised path."""
+        vectorised = getattr(self.latency, "decode_step_times", None)
+        if m > 32 and vectorised is not None:
+            sums = first_sum + num_decodes * np.arange(m, dtype=np.int64)
+            return vectorised(num_decodes, sums).tolist()
+        f = self.latency.decode_step_time
+        return [first] + [f(num_decodes, first_sum + i * num_decodes) for i in range(1, m)]
 
     def _apply(self, step: StepRecord, now: int) -> None:
         """Results of the step that ends at ``now``: emit tokens, finish requests, release their KV (§7.4–§7.5)."""

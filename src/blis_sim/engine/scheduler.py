@@ -54,31 +54,38 @@ class Scheduler:
         running = self.running
 
         # Phase A: running requests, over the live list (a preempted tail request is never revisited).
+        bs = self.block_size
         i = 0
         while i < len(running) and budget > 0:
             req = running[i]
-            k = req.num_prompt_tokens + req.num_generated - req.num_computed_tokens
+            c = req.num_computed_tokens
+            k = req.num_prompt_tokens + req.num_generated - c
             if 0 < thr < k:
                 k = thr
             if k > budget:
                 k = budget
-            while not kv.allocate_running(req, k):
-                victim = running.pop()
-                self._preempt(victim, step)
-                if victim is req:
-                    self.num_self_preemptions += 1
-                    break
-            else:
-                self._record(step, req, k)
-                budget -= k
-                i += 1
-                continue
-            break
+            target = c + k
+            # Most steps of a decode neither need a new block nor fill one: no KV call at all then.
+            if target > len(req.blocks) * bs or target // bs > req.num_cached_blocks:
+                while not kv.allocate_running(req, k):
+                    victim = running.pop()
+                    self._preempt(victim, step)
+                    if victim is req:
+                        self.num_self_preemptions += 1
+                        break
+                else:
+                    self._record(step, req, k)
+                    budget -= k
+                    i += 1
+                    continue
+                break
+            self._record(step, req, k)
+            budget -= k
+            i += 1
 
         # Phase B: waiting requests, only when nothing was preempted.
         if not step.preempted:
             waiting = self.waiting
-            bs = self.block_size
             while waiting and budget > 0 and len(running) < self.max_running:
                 req = waiting[0]
                 hits = kv.lookup(req)

@@ -28,13 +28,20 @@ class KVCacheManager:
 
     # -- keys -------------------------------------------------------------------------------------------------
     def block_key(self, req: Request, j: int) -> bytes:
-        """Key of block j of the request's known tokens: a digest of the parent key and the block's tokens."""
+        """Key of block j of the request's tokens: a digest of the parent key and the block's tokens.
+
+        The first call computes the keys of every full block of the request's whole token sequence (prompt and
+        the outputs it will generate) in one pass over one bytes object; keys are cached on the request.
+        """
         keys = req.block_keys
-        bs = self.block_size
-        while len(keys) <= j:
-            i = len(keys)
-            parent = keys[-1] if i else _ROOT_KEY
-            keys.append(blake2b(parent + req.tokens[i * bs : (i + 1) * bs].tobytes(), digest_size=16).digest())
+        if j >= len(keys):
+            step = self.block_size * 8  # int64 tokens
+            data = req.tokens.tobytes()
+            parent = keys[-1] if keys else _ROOT_KEY
+            append = keys.append
+            for start in range(len(keys) * step, len(data) - step + 1, step):
+                parent = blake2b(parent + data[start : start + step], digest_size=16).digest()
+                append(parent)
         return keys[j]
 
     def _register_full_blocks(self, req: Request, num_computed: int) -> None:
@@ -68,9 +75,7 @@ class KVCacheManager:
             pool = self.pool
             if needed > pool.num_blocks - pool.num_used:
                 return False
-            blocks = req.blocks
-            for _ in range(needed):
-                blocks.append(pool.take())
+            req.blocks.extend(pool.take_many(needed) if needed > 1 else [pool.take()])
         self._register_full_blocks(req, target)
         return True
 
@@ -88,8 +93,7 @@ class KVCacheManager:
         for b in hits:
             pool.revive(b)
             blocks.append(b)
-        for _ in range(needed):
-            blocks.append(pool.take())
+        blocks.extend(pool.take_many(needed))
         req.num_cached_blocks = num_hits
         self._register_full_blocks(req, target)
         return True

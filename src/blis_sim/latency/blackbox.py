@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from ..engine.step import StepRecord
 
 
@@ -32,6 +34,10 @@ class BlackboxModel:
     def decode_step_time(self, num_decodes: int, context_sum: int) -> int:
         """``step_time`` of a decode-only step (X = 0), with the same float operations."""
         return int((self._b0 + self._b1 * 0) + self._b2 * num_decodes)
+
+    def decode_step_times(self, num_decodes: int, context_sums: np.ndarray) -> np.ndarray:
+        """``decode_step_time`` for many context sums at once (it does not depend on them here)."""
+        return np.full(len(context_sums), self.decode_step_time(num_decodes, 0), dtype=np.int64)
 
     def queueing_time(self, num_prompt_tokens: int) -> int:
         return int(self._a0 + self._a1 * num_prompt_tokens)

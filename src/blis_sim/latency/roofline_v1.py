@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
+
 from ..engine.step import StepRecord
 from ..errors import InputError
 from .hf_config import ModelConfig
@@ -152,6 +154,22 @@ class RooflineV1:
         """``step_time`` of a decode-only step: what decode skip-ahead asks for each step it advances."""
         hw_time = self.decode_time(num_decodes, context_sum) if num_decodes else 0.0  # empty: round(Ostep), §6
         return self._total(hw_time, num_decodes, num_decodes, 0.0)
+
+    def decode_step_times(self, num_decodes: int, context_sums: np.ndarray) -> np.ndarray:
+        """``decode_step_time`` for an int64 array of context sums: the same float64 operations in the same
+        order, element by element, so every value is bit-identical to the scalar path (decode skip-ahead)."""
+        td = self._tp_dec
+        gemm = self.gemm_per_token * num_decodes / td
+        attn = self.attn_per_nc * context_sums / td
+        dyn = (self._dec_bytes_fixed * num_decodes + self._dec_bytes_per_ctx * context_sums) / td
+        compute = gemm / self._dec_gemm_rate + attn / self._vec_flops
+        memory = (self._dec_weights + dyn) / self._dec_bw
+        hw_time = np.where(compute > memory, compute, memory)
+        o_step = self._o_step
+        r = num_decodes
+        if r > 2:
+            o_step = o_step * (1.0 + 0.15 * math.log2(r / 2.0) * (0.3 + 2.0 * num_decodes / r))
+        return np.floor((hw_time + self._comm + o_step / 1e6 + 0.0 / 1e6) * 1e6 + 0.5).astype(np.int64)
 
     def _total(self, hw_time: float, r: int, num_decodes: int, o_req: float) -> int:
         """Add communication and overheads (§6), round half away from zero (never negative for valid inputs)."""

@@ -1,0 +1,113 @@
+"""Benchmark blis-sim on fixed scenarios: requests simulated per wall-second, peak memory, skip-ahead speed-up.
+
+    python benchmarks/run.py                 # every scenario, skip-ahead and single stepping
+    python benchmarks/run.py a b --no-single # chosen scenarios, skip-ahead only
+    python benchmarks/run.py --scale 0.1     # every scenario with a tenth of the requests (a quick look)
+
+Each (scenario, mode) runs in a fresh child process so that its peak RSS is its own. Both modes must print the
+same metrics; the table says so in its last column. Scenario (c) routes round-robin until weighted routing exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ROOFLINE = {
+    "model": "meta-llama/llama-3.1-8b-instruct",
+    "model_config_folder": str(ROOT / "model_configs" / "llama-3.1-8b-instruct"),
+    "hardware_config": str(ROOT / "hardware_config.json"),
+    "hardware": "H100",
+    "tp": 1,
+}
+
+SCENARIOS: dict[str, tuple[str, dict]] = {
+    "a": ("50,000 chatbot requests at 8 req/s, roofline v1, llama-3.1-8b H100 TP1",
+          {"latency": ROOFLINE, "workload": {"workload": "chatbot", "rate": 8, "num_requests": 50_000}}),
+    "b": ("10,000 chatbot requests at 40 req/s (overloaded), roofline v1",
+          {"latency": ROOFLINE, "workload": {"workload": "chatbot", "rate": 40, "num_requests": 10_000}}),
+    "c": ("4 instances (round-robin), 20,000 chatbot requests at 32 req/s, roofline v1",
+          {"latency": ROOFLINE, "workload": {"workload": "chatbot", "rate": 32, "num_requests": 20_000},
+           "cluster": {"num_instances": 4}}),
+    "d": ("1,000,000 chatbot requests at 8 req/s, roofline v1",
+          {"latency": ROOFLINE, "workload": {"workload": "chatbot", "rate": 8, "num_requests": 1_000_000}}),
+    "e": ("blackbox default quickstart (blis run --model meta-llama/llama-3.1-8b-instruct)",
+          {"latency": {"model": "meta-llama/llama-3.1-8b-instruct"}}),
+}
+
+
+def _child(name: str, skip_ahead: bool, scale: float) -> None:
+    """Run one scenario in this process and print one JSON line: wall seconds, peak RSS, metrics digest."""
+    import hashlib
+    import logging
+
+    from blis_sim import SimulationConfig, run
+
+    logging.getLogger("blis_sim").setLevel(logging.ERROR)
+    spec = json.loads(json.dumps(SCENARIOS[name][1]))
+    if "workload" in spec and scale != 1.0:
+        spec["workload"]["num_requests"] = max(1, int(spec["workload"]["num_requests"] * scale))
+    cfg = SimulationConfig(**spec, skip_ahead=skip_ahead)
+    started = time.perf_counter()
+    results = run(cfg, collect_requests=False)
+    wall = time.perf_counter() - started
+    print(json.dumps({
+        "wall_s": wall,
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "requests": results.cluster["injected_requests"],
+        "digest": hashlib.sha256(results.stdout_text().encode()).hexdigest(),
+    }))
+
+
+def _measure(name: str, skip_ahead: bool, scale: float) -> dict:
+    cmd = [sys.executable, __file__, "--child", name, "--scale", str(scale)]
+    if not skip_ahead:
+        cmd.append("--no-skip-ahead")
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("scenarios", nargs="*", default=list(SCENARIOS), help="scenario letters (default: all)")
+    ap.add_argument("--scale", type=float, default=1.0, help="multiply every request count by this")
+    ap.add_argument("--no-single", action="store_true", help="skip the single-stepping comparison runs")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--no-skip-ahead", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        _child(args.child, not args.no_skip_ahead, args.scale)
+        return
+    unknown = [s for s in args.scenarios if s not in SCENARIOS]
+    if unknown:
+        ap.error(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="blis-sim benchmark")
+    for col in ("", "scenario", "requests", "wall s", "requests/s", "peak MB", "single-step s", "speed-up", "same"):
+        table.add_column(col, justify="right" if col not in ("", "scenario") else "left")
+    console = Console(stderr=True)
+    for name in args.scenarios:
+        console.print(f"running {name}: {SCENARIOS[name][0]} ...")
+        fast = _measure(name, True, args.scale)
+        single = None if args.no_single or name == "d" else _measure(name, False, args.scale)
+        table.add_row(
+            name, SCENARIOS[name][0], f"{fast['requests']:,}", f"{fast['wall_s']:.2f}",
+            f"{fast['requests'] / fast['wall_s']:,.0f}", f"{fast['peak_mb']:.0f}",
+            f"{single['wall_s']:.2f}" if single else "-",
+            f"{single['wall_s'] / fast['wall_s']:.1f}x" if single else "-",
+            ("yes" if single["digest"] == fast["digest"] else "NO") if single else "-",
+        )
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
