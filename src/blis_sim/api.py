@@ -56,6 +56,7 @@ class PreparedRun:
     cfg: SimulationConfig
     resolved: ResolvedLatency
     requests: Iterable[Request]
+    expected_requests: int | None  # for progress displays; None when unknown
 
 
 def prepare(cfg: SimulationConfig) -> PreparedRun:
@@ -63,8 +64,13 @@ def prepare(cfg: SimulationConfig) -> PreparedRun:
     check_available(cfg)
     presets = load_defaults(cfg.latency.defaults_filepath).workloads if cfg.workload.workload in _PRESETS else {}
     requests = build_requests(cfg.workload, cfg.seed, cfg.horizon, presets)
+    if cfg.workload.workload == "traces":
+        requests = list(requests)  # already read whole; its length is the expected count
+        expected = len(requests)
+    else:
+        expected = cfg.workload.num_requests
     resolved = resolve_latency(cfg.latency, cfg.engine)
-    return PreparedRun(cfg, resolved, requests)
+    return PreparedRun(cfg, resolved, requests, expected)
 
 
 def execute(prepared: PreparedRun, progress: ProgressCallback | None = None, collect_requests: bool = True) -> Results:

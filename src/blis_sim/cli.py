@@ -185,6 +185,7 @@ FLAGS: tuple[Flag, ...] = (
     Flag("results_path", "output", OUTPUT, "path", '""',
          "Write the results file (cluster metrics and per-request records) here."),
     Flag("log", "output", OUTPUT, "choice", "warn", f"stderr log level: {_choices(LOG_LEVELS)}."),
+    Flag("quiet", "output", OUTPUT, "switch", "off", "No progress bar on stderr."),
     Flag("skip_ahead", TOP, OUTPUT, "offswitch", "off",
          "Step every decode step one by one instead of advancing stable decode stretches in one go "
          "(same results, slower; for verification)."),
@@ -464,8 +465,8 @@ def _simulate(values: dict[str, Any], given: set[str]) -> int:
         logging_setup.release(emit=False)
         raise
     logging_setup.release()
-    with _progress_display() as display:
-        results = api.execute(prepared, progress=display)
+    with _progress_display(prepared.expected_requests, cfg.output.quiet) as display:
+        results = api.execute(prepared, progress=display, collect_requests=cfg.output.results_path is not None)
     log.info("wall-clock time of the run: %.3f s", time.perf_counter() - started)
     if cfg.output.results_path is not None:
         try:
@@ -490,23 +491,37 @@ cli.add_command(
 
 
 @contextlib.contextmanager
-def _progress_display() -> Iterator[Callable[[int, int], None] | None]:
-    """A transient progress line on stderr, only when stderr is a terminal (§14.4)."""
-    if not sys.stderr.isatty():
+def _progress_display(total: int | None, quiet: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A transient rich progress bar on stderr for runs longer than about a second (§14.4), only when stderr is
+    a terminal and ``--quiet`` is not given. It counts arrived requests against the expected number."""
+    if quiet or not sys.stderr.isatty():
         yield None
         return
     from rich.console import Console
-    from rich.live import Live
-    from rich.text import Text
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    live = Live(Text("simulating ..."), console=Console(stderr=True), transient=True, redirect_stdout=False,
-                refresh_per_second=4)
+    bar = Progress(
+        TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TextColumn("requests arrived,"),
+        TextColumn("{task.fields[simulated]} simulated"), TimeElapsedColumn(),
+        console=Console(stderr=True), transient=True,
+    )
+    started = time.perf_counter()
+    task = None
 
     def update(tick: int, arrived: int) -> None:
-        live.update(Text(f"simulating ... {tick / 1e6:.1f} s simulated, {arrived} request(s) arrived"))
+        nonlocal task
+        if task is None:
+            if time.perf_counter() - started < 1.0:
+                return  # short runs never show a bar
+            bar.start()
+            task = bar.add_task("run", total=total, simulated="0 s")
+        bar.update(task, completed=arrived, simulated=f"{tick / 1e6:,.1f} s")
 
-    with live:
+    try:
         yield update
+    finally:
+        if task is not None:
+            bar.stop()
 
 
 # ---------------------------------------------------------------------------------------------------------------------

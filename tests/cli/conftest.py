@@ -39,6 +39,10 @@ def invoke(capsys) -> Callable[..., Outcome]:
 
 
 class FakeResults:
+    """Stands in for both the prepared run (``expected_requests``) and the results (``stdout_text``)."""
+
+    expected_requests = None
+
     def __init__(self, text: str = "=== Simulation Metrics ===\n{\n  \"instance_id\": \"cluster\"\n}\n") -> None:
         self.text = text
 
@@ -65,7 +69,7 @@ class FakeApi:
             return self.behaviour(cfg)
         return self.results
 
-    def execute(self, prepared, progress=None):
+    def execute(self, prepared, progress=None, collect_requests=True):
         return prepared
 
     @property

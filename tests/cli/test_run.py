@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import pytest
@@ -251,7 +252,7 @@ def test_progress_callback_is_passed_and_harmless(invoke, fake_api, monkeypatch)
 
     api = importlib.import_module("blis_sim.api")  # the stub or the real module, patched by fake_api
 
-    def execute(prepared, progress=None):
+    def execute(prepared, progress=None, collect_requests=True):
         progress = progress or (lambda tick, arrived: None)  # None when stderr is not a terminal
         logging.getLogger("blis_sim").warning("before the simulation")
         progress(0, 0)
@@ -293,3 +294,16 @@ def test_check_results_path_accepts_relative_name(tmp_path, monkeypatch):
     from blis_sim.report.results_file import check_writable
 
     check_writable(Path("r.json"))
+
+
+def test_progress_bar_is_off_when_quiet_or_not_a_terminal(monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    with cli._progress_display(100, quiet=True) as display:
+        assert display is None
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    with cli._progress_display(100, quiet=False) as display:
+        assert display is None
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    with cli._progress_display(100, quiet=False) as display:
+        display(0, 0)  # within the first second: nothing shown, nothing raised
+        assert display is not None

@@ -96,6 +96,9 @@ class ClusterSimulator:
                 push(ctrl, (next_arrival + adm_lat, ADMISSION, next(seq), nxt))
                 upcoming.popleft()
                 upcoming.extend(islice(arrivals, lookahead - len(upcoming)))
+                events += 1
+                if on_progress is not None and not events & 0xFFF:
+                    on_progress(next_arrival, self.num_arrived)
                 continue
             if head is None:
                 break
@@ -120,7 +123,7 @@ class ClusterSimulator:
                 if end is not None:
                     push(steps, (end, STEP, next(seq), payload))
                 events += 1
-                if on_progress is not None and not events & 0x3FFF:
+                if on_progress is not None and not events & 0xFFF:
                     on_progress(now, self.num_arrived)
             elif kind == ENQUEUE:
                 req, inst = payload

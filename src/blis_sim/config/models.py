@@ -141,6 +141,7 @@ class OutputConfig(_Section):
     counterfactual_k: IntGE0 = 0
     summarize_trace: bool = False
     fitness_weights: str = ""
+    quiet: bool = False  # no progress bar
 
 
 class SimulationConfig(_Section):
