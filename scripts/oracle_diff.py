@@ -14,17 +14,20 @@ What it does, for each of N configurations:
 
 1. **Generate** a small random CSV trace (ENGINE.md §10.3: header row, then
    ``arrival_seconds,request_id,model,"[prompt ids]","[output ids]"``) and engine flags built to stress the engine:
-   prompts drawn from a few shared prefix families over a tiny vocabulary (prefix-cache hits, duplicate prompts and
-   outputs so that generated tokens hit too), KV caches barely larger than the largest request (preemption, including
-   self-preemption, and eviction of cached blocks), small token budgets, long-prefill thresholds, block sizes 1..16,
-   bursts of same-tick arrivals, rows occasionally out of order, alpha/beta coefficients with fractional parts.
+   prompts drawn from a few shared prefix families over a tiny vocabulary (prefix-cache hits), duplicate prompts
+   and outputs (generated tokens hit too), follow-up turns whose prompt extends an earlier prompt and part of its
+   output, KV caches barely larger than the largest request (preemption, including self-preemption, and eviction
+   of cached blocks), small token budgets, long-prefill thresholds, block sizes 1..16, bursts of same-tick
+   arrivals, rows occasionally out of order, alpha/beta coefficients with fractional parts.
    Every request has at least one output token (the oracle's limit), every request is servable
    (``P + N <= --max-model-len`` and ``ceil((P + N - 1) / bs) <= --total-kv-blocks``), and
    ``--max-num-scheduled-tokens >= --max-num-running-reqs`` (vLLM refuses a smaller budget).
 2. **Run** ``blis run --model x --workload traces --workload-traces-filepath T <flags> --results-path R`` in-process
-   (``blis_sim.cli.run_cli``, the console script's own entry point), with ``Instance.step`` wrapped to log every step
-   as ``{"t", "d", "X", "Y", "items": [[id, k, is_decode, c_before], ...], "preempted", "free_blocks", "waiting",
-   "running"}``: the shape of the oracle's ``--steps-out`` lines. The oracle runs on the same trace and flags
+   (``blis_sim.cli.run_cli``, the console script's own entry point) twice: once as users get it (its metrics are
+   the ones compared), and once with ``Instance.step`` wrapped to turn decode skip-ahead (ENGINE.md §7.6) off and
+   log every step as ``{"t", "d", "X", "Y", "items": [[id, k, is_decode, c_before], ...], "preempted",
+   "free_blocks", "waiting", "running"}``: the shape of the oracle's ``--steps-out`` lines (this stepped run must
+   give the same results file and stdout as the first; a difference is reported as a skip-ahead error). The oracle runs on the same trace and flags
    (``--output O --steps-out S``) in one long-lived worker process of the oracle's venv, which imports
    ``oracle.py`` once and calls its ``parse_args``/``run`` per case, concurrently with our run (vLLM's ~20 s import
    is paid once).
@@ -168,7 +171,7 @@ def gen_case(rng: random.Random) -> tuple[list[tuple[int, list[int], list[int]]]
     max_prompt = rng.choice([6, 12, 24, 48, 80])
     families = [rand_toks(rng.randint(1, max_prompt)) for _ in range(rng.randint(1, 3))]
     nreq = rng.randint(2, rng.choice([4, 8, 12, 16]))
-    max_out = rng.choice([1, 3, 6, 12, 24])
+    max_out = rng.choice([1, 3, 6, 12, 24, 48])
     rows: list[tuple[int, list[int], list[int]]] = []
     t = rng.choice([0, 0, rng.randint(0, 5000)])
     burst = rng.random() < 0.3
@@ -188,6 +191,10 @@ def gen_case(rng: random.Random) -> tuple[list[tuple[int, list[int], list[int]]]
             _, p, o = rng.choice(rows)
             prompt = list(p)
             output = list(o) if rng.random() < 0.6 else rand_toks(rng.randint(1, max_out))
+        elif rows and mode < 0.35:  # a follow-up turn: an earlier prompt, part of its output, new tokens
+            _, p, o = rng.choice(rows)
+            prompt = p + o[: rng.randint(0, len(o))] + rand_toks(rng.randint(0, max(1, max_prompt // 4)))
+            output = rand_toks(rng.randint(1, max_out))
         elif mode < 0.8:  # shared prefix family, cut anywhere, plus a random suffix
             fam = rng.choice(families)
             cut = rng.randint(0, len(fam))
@@ -567,9 +574,10 @@ GOLDEN_KINDS = (
     ("preempt_self", lambda f: f["self_preemptions"] >= 1 and f["preemptions"] >= 2, lambda f: f["preemptions"]),
     ("hits_after_eviction", lambda f: f["hit_admits_after_evict"] >= 2 and f["evictions"] >= 2,
      lambda f: f["hit_admits_after_evict"]),
-    ("chunked_prefill", lambda f: f["thr"] > 0 and f["partial_chunks"] >= 8, lambda f: f["partial_chunks"]),
+    ("chunked_prefill", lambda f: f["thr"] > 1 and f["partial_chunks"] >= 8,
+     lambda f: (f["hits"] > 0, f["preemptions"] > 0, f["partial_chunks"])),
     ("same_tick_burst", lambda f: f["max_same_tick"] >= 5 and f["max_same_tick"] == f["n"],
-     lambda f: f["max_same_tick"]),
+     lambda f: (f["preemptions"] > 0, f["hits"] > 0, f["max_same_tick"])),
     ("block_size_1", lambda f: f["bs"] == 1 and f["hits"] > 0 and f["preemptions"] > 0, lambda f: f["hits"]),
 )
 GOLDEN_METRICS = ("completed_requests", "injected_requests", "total_input_tokens", "total_output_tokens",

@@ -26,6 +26,10 @@ def workloads(draw):
             prompt += SEGMENTS[draw(st.integers(0, 3))]
         prompt += draw(st.lists(st.integers(0, 50), min_size=1, max_size=30))
         out_len = draw(st.integers(0, 25))
+        if reqs and draw(st.booleans()):
+            # a follow-up turn: an earlier request's prompt and outputs, then new tokens (keys made by decodes)
+            base = reqs[draw(st.integers(0, len(reqs) - 1))]
+            prompt = base.tokens.tolist() + prompt
         reqs.append(make_request(i, t, prompt, range(1000 + i * 100, 1000 + i * 100 + out_len)))
     return reqs
 

@@ -60,3 +60,19 @@ def test_long_decode_stretch_crosses_many_blocks():
     fast = simulate(copy.deepcopy(reqs), engine, ContextLatency(), skip_ahead=True)
     assert _state(fast) == _state(single)
     assert len(fast.instances[0].steps) < len(single.instances[0].steps) / 20
+
+
+def test_stretch_stops_where_a_new_key_lets_the_waiting_head_in():
+    """Found by the vLLM oracle: request_0's decode fills a block whose key starts request_1's prompt, so vLLM
+    admits request_1 at that step (with 8 cached tokens) although it did not fit before."""
+    a = make_request(0, 0, [1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11, 12, 13])
+    w = make_request(1, 0, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 99], [50])
+    engine = EngineConfig(block_size_in_tokens=4, total_kv_blocks=4, max_num_running_reqs=4,
+                          max_num_scheduled_tokens=64, max_model_len=64)
+    latency = LinearLatency(b0=1000, b1=10, b2=1)
+    single = simulate(copy.deepcopy([a, w]), engine, latency, skip_ahead=False)
+    fast = simulate(copy.deepcopy([a, w]), engine, latency, skip_ahead=True)
+    assert _state(fast) == _state(single)
+    w_single = next(r for r in single.routed if r.index == 1)
+    assert w_single.first_scheduled == 3052  # the oracle's step 3
+    assert single.instances[0].kv.hit_tokens == 8

@@ -169,6 +169,11 @@ class Instance:
         for r in reqs:
             by_phase.setdefault(r.num_computed_tokens % bs, []).append(r)
         base_sum = step.decode_context_sum  # context sum of step j is base_sum + j * B
+        # A waiting request that did not fit stays out while free blocks only shrink, unless a block keyed during
+        # the stretch adds to its prefix hits; that matters only when the running cap and the token budget
+        # would still let it in.
+        sched = self.scheduler
+        watch_keys = bool(sched.waiting) and B < sched.max_running and B < sched.token_budget
         j = 0  # boundaries processed so far; the one at ``boundary`` ends step j
         boundary = end
         prev = step.start
@@ -190,6 +195,10 @@ class Instance:
             index = pool.index
             for i in range(n):
                 jj = j + i
+                fillers = by_phase.get((-jj - 1) % bs)
+                if fillers and watch_keys:
+                    n = i  # a new key could give the waiting head enough prefix hits: form that step normally
+                    break
                 takers = by_phase.get(-jj % bs)
                 if takers:
                     if len(takers) > pool.num_blocks - pool.num_used:
@@ -197,7 +206,6 @@ class Instance:
                         break
                     for r in takers:
                         r.blocks.append(pool.take())
-                fillers = by_phase.get((-jj - 1) % bs)
                 if fillers:
                     for r in fillers:
                         idx = r.num_cached_blocks  # the one block that fills now: all before it are keyed
