@@ -253,10 +253,10 @@ def flag_argv(flags: dict[str, str]) -> list[str]:
     out: list[str] = []
     for k in FLAG_ORDER:
         if k in flags:
-            out += [k, str(flags[k])]
+            out += [k] if flags[k] is True else [k, str(flags[k])]
     for k, v in flags.items():
         if k not in FLAG_ORDER:
-            out += [k, str(v)]
+            out += [k] if v is True else [k, str(v)]
     return out
 
 
@@ -297,7 +297,7 @@ class OurRun:
                 inst.skip_ahead = False  # decode skip-ahead (§7.6) would fold several steps into one record
             before = {id(r) for r in inst.scheduler.running}
             end = orig_step(inst, now, *args, **kw)
-            if end is None:
+            if end is None or inst.asynchronous:  # async batches are logged by form_async
                 return end
             rec = inst.in_flight
             items, X, Y, hit_admits, partial = [], 0, 0, 0, 0
@@ -322,7 +322,38 @@ class OurRun:
             me.extra.append({"hit_admits": hit_admits, "partial": partial, "evictions": me.evictions})
             return end
 
+        orig_form = Instance._form_async
+
+        def form_async(inst, now):
+            """Async runs (§7.8): log each batch as it is formed (its start and duration)."""
+            before = {id(r) for r in inst.scheduler.running}
+            rec = orig_form(inst, now)
+            if me.log_steps and rec.requests:
+                emitting = {id(r) for r in rec.emits}
+                items, X, Y, hit_admits, partial = [], 0, 0, 0, 0
+                for r, k in zip(rec.requests, rec.num_new_tokens):
+                    c_before = r.num_computed_tokens - k
+                    known = r.num_prompt_tokens + r.num_generated + r.num_placeholders - (id(r) in emitting)
+                    dec = r.num_generated + r.num_placeholders - (id(r) in emitting) >= 1 and c_before == known - 1
+                    if dec:
+                        Y += 1
+                    else:
+                        X += k
+                        if r.num_computed_tokens < known:
+                            partial += 1
+                    if id(r) not in before and c_before > 0:
+                        hit_admits += 1
+                    items.append([r.id, k, int(dec), c_before])
+                sched = inst.scheduler
+                me.steps.append({"t": rec.start, "d": rec.end - rec.start, "X": X, "Y": Y, "items": items,
+                                 "preempted": sorted(r.id for r in rec.preempted),
+                                 "free_blocks": inst.kv.pool.num_free, "waiting": len(sched.waiting),
+                                 "running": len(sched.running)})
+                me.extra.append({"hit_admits": hit_admits, "partial": partial, "evictions": me.evictions})
+            return rec
+
         Instance.step = step
+        Instance._form_async = form_async
         BlockPool.take = take
 
     def run(self, argv: list[str], log_steps: bool) -> tuple[int, str, str]:
@@ -639,6 +670,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--oracle-dir", default=ORACLE_DIR)
     ap.add_argument("--oracle-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--max-fail", type=int, default=50, help="stop after this many mismatches")
+    ap.add_argument("--async-scheduling", action="store_true",
+                    help="run both engines with asynchronous scheduling (ENGINE.md §7.8)")
     a = ap.parse_args(argv)
     if a.oracle_worker:
         return oracle_worker(a.oracle_dir)
@@ -670,6 +703,8 @@ def main(argv: list[str]) -> int:
             d = os.path.join(a.work_dir, name)
             os.makedirs(d, exist_ok=True)
             rows, flags = gen_case(rng)
+            if a.async_scheduling:
+                flags["--async-scheduling"] = True
             write_trace(os.path.join(d, "trace.csv"), rows)
             with open(os.path.join(d, "flags.json"), "w") as fh:
                 json.dump(flags, fh, indent=2)

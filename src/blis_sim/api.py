@@ -31,7 +31,6 @@ ProgressCallback = Callable[[int, int], None]  # (simulated tick, requests arriv
 UNAVAILABLE: dict[tuple[str, str], object] = {
     ("workload", "workload_spec"): None,
     ("workload", "export_trace"): None,
-    ("engine", "async_scheduling"): False,
     ("engine", "kv_cpu_blocks"): 0,
     ("cluster", "admission_policy"): "always-admit",
     ("cluster", "routing_policy"): "round-robin",

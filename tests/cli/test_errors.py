@@ -120,7 +120,6 @@ NOT_DEFAULT = {
     "trace_level": ("decisions", "--trace-level decisions is not available in this version yet (only none)"),
     "counterfactual_k": ("3", "--counterfactual-k 3 is not available in this version yet (only 0)"),
     "summarize_trace": (None, "--summarize-trace is not available in this version yet"),
-    "async_scheduling": (None, "--async-scheduling is not available in this version yet"),
     "fitness_weights": ("throughput:1", "--fitness-weights is not available in this version yet"),
 }
 

@@ -57,11 +57,12 @@ def check_instance(inst: Instance) -> None:
 class CheckedInstance(Instance):
     """An instance that checks every invariant after each result application and each batch formation."""
 
-    __slots__ = ("steps",)
+    __slots__ = ("steps", "_seen")
 
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
         self.steps = []
+        self._seen = []  # async batches already recorded
 
     def _apply(self, step, now):
         super()._apply(step, now)
@@ -70,7 +71,13 @@ class CheckedInstance(Instance):
     def step(self, now, bound=2**63):
         end = super().step(now, bound)
         check_instance(self)
-        if end is not None:
+        if end is not None and self.asynchronous:
+            for s in self.fifo:
+                assert s.num_scheduled_tokens <= self.scheduler.token_budget
+                if s.requests and all(s is not seen for seen in self._seen):
+                    self._seen.append(s)
+                    self.steps.append((s.start, s.end, s.num_scheduled_tokens))
+        elif end is not None:
             s = self.in_flight
             assert s.num_scheduled_tokens <= self.scheduler.token_budget
             thr = self.scheduler.long_prefill_threshold

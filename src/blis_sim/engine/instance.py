@@ -9,6 +9,7 @@ preemptions at step start.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from bisect import bisect_left
 from itertools import accumulate
 
@@ -42,6 +43,9 @@ class Instance:
         "block_size",
         "output_token_time",
         "skip_ahead",
+        "asynchronous",
+        "fifo",
+        "device_free",
         "in_flight",
         "step_pending",
         "num_pending",
@@ -64,7 +68,10 @@ class Instance:
         self.max_model_len = cfg.max_model_len
         self.block_size = cfg.block_size_in_tokens
         self.output_token_time = latency.output_token_time()
-        self.skip_ahead = skip_ahead  # advance stable decode-only stretches in one call (exact, §7.6)
+        self.asynchronous = cfg.async_scheduling  # vLLM's async scheduler loop (§7.8)
+        self.skip_ahead = skip_ahead and not self.asynchronous  # advance stable decode stretches at once (§7.6)
+        self.fifo: deque[StepRecord] = deque()  # async: formed batches not applied yet, oldest first
+        self.device_free = 0  # async: tick at which the last formed batch ends
         self.in_flight: StepRecord | None = None
         self.step_pending = False
         self.num_pending = 0  # routed here, not yet in the waiting queue
@@ -114,6 +121,8 @@ class Instance:
         self.step_pending = False
         stats = self.stats
         stats.last_event_time = now
+        if self.asynchronous:
+            return self._step_async(now)
         if self.in_flight is not None:
             self._apply(self.in_flight, now)
             self.in_flight = None
@@ -265,25 +274,25 @@ class Instance:
         return [first] + [f(num_decodes, first_sum + i * num_decodes) for i in range(1, m)]
 
     def _apply(self, step: StepRecord, now: int) -> None:
-        """Results of the step that ends at ``now``: emit tokens, finish requests, release their KV (§7.4–§7.5)."""
+        """Results of the step that ends at ``now``: each request that caught up with its known tokens emits its
+        next token; finished requests release their KV (§7.4–§7.5, and §7.8 for placeholders)."""
         a2 = self.output_token_time
         stats = self.stats
         itl = stats.itl.counts
-        any_finished = False
-        for req in step.requests:
-            P = req.num_prompt_tokens
-            g = req.num_generated
-            if req.num_computed_tokens != P + g:
-                continue  # a partial prefill chunk or recomputation: nothing emitted
+        finished_running = finished_waiting = False
+        asynchronous = self.asynchronous
+        for req in step.emits:
+            req.num_placeholders -= 1
             N = req.num_output_tokens
-            if N == 0:
+            if N == 0:  # prefill-only: finishes without a token
                 req.first_token = now
                 req.ttft = now - req.arrival + a2
                 stats.ttft.add(req.ttft)
+                finished_waiting |= req.status == RequestStatus.WAITING
                 self._finish(req, now, req.ttft)
-                any_finished = True
+                finished_running = True
                 continue
-            g += 1
+            g = req.num_generated + 1
             req.num_generated = g
             if g == 1:
                 req.first_token = now
@@ -294,12 +303,58 @@ class Instance:
                 itl[v] = itl.get(v, 0) + 1
             req.last_token = now
             stats.total_output_tokens += 1
+            if asynchronous and req.status == RequestStatus.RUNNING:
+                # the block holding the token that was in flight can be keyed now (vLLM's cache_blocks)
+                self.kv.register_full_blocks(req, req.num_computed_tokens - req.num_placeholders)
             if g == N:
+                finished_waiting |= req.status == RequestStatus.WAITING  # preempted after its last formation
                 self._finish(req, now, now - req.arrival + N * a2)
-                any_finished = True
-        if any_finished:
+                finished_running = True
+        if finished_running:
             sched = self.scheduler
             sched.running = [r for r in sched.running if r.status == RequestStatus.RUNNING]
+            if finished_waiting:
+                sched.waiting = deque(r for r in sched.waiting if r.status == RequestStatus.WAITING)
+
+    # -- asynchronous scheduling (§7.8) -----------------------------------------------------------------------
+    def _step_async(self, now: int) -> int | None:
+        """The loop of vLLM's asynchronous scheduler at tick ``now``: apply the batch that ends now, then form
+        batches while the device is busy, so that at most two are in flight (a FIFO). Returns the tick of the
+        next STEP (the end of the oldest batch in flight), or None when the instance goes idle."""
+        fifo = self.fifo
+        if fifo and fifo[0].end <= now:
+            self._apply(fifo.popleft(), now)
+        sched = self.scheduler
+        while True:
+            if sched.waiting or sched.running:
+                batch = self._form_async(now)
+                if not batch.requests:
+                    assert len(fifo) > 0, "internal error: empty batch with pending work"
+                fifo.append(batch)
+                if batch.requests and len(fifo) == 1 and batch.end > now:
+                    continue  # the device is busy with it: form the next batch at once
+            elif not fifo:
+                return None  # idle until the next ENQUEUE
+            oldest = fifo[0]
+            if oldest.end > now:
+                self.step_pending = True
+                return oldest.end
+            self._apply(fifo.popleft(), now)
+
+    def _form_async(self, now: int) -> StepRecord:
+        start = max(now, self.device_free)
+        sched = self.scheduler
+        step = sched.schedule(now, start)
+        if step.requests:
+            stats = self.stats
+            stats.hol_sum += len(sched.waiting)
+            stats.hol_steps += 1
+            stats.num_steps += 1
+            step.end = start + self.latency.step_time(step)
+            self.device_free = step.end
+        else:
+            step.end = start  # an empty batch: no device time, produces nothing
+        return step
 
     def _finish(self, req: Request, now: int, e2e: int) -> None:
         req.status = RequestStatus.FINISHED

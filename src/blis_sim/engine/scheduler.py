@@ -45,9 +45,15 @@ class Scheduler:
         self.num_preemptions = 0
         self.num_self_preemptions = 0  # kv_allocation_failures: a request gave up its own blocks
 
-    def schedule(self, now: int) -> StepRecord:
-        """Form the batch that starts at ``now``. Allocations and preemptions take effect immediately."""
-        step = StepRecord(now)
+    def schedule(self, now: int, start: int | None = None) -> StepRecord:
+        """Form the batch decided at ``now`` that runs from ``start`` (default ``now``; later when asynchronous
+        scheduling forms it while the device is busy). Allocations and preemptions take effect immediately.
+
+        Known tokens include the request's placeholders: output tokens of formed batches whose results have not
+        been applied yet (always 0 in the synchronous loop, where results are applied before the next formation).
+        """
+        start = now if start is None else start
+        step = StepRecord(start)
         budget = self.token_budget
         thr = self.long_prefill_threshold
         kv = self.kv
@@ -59,15 +65,21 @@ class Scheduler:
         while i < len(running) and budget > 0:
             req = running[i]
             c = req.num_computed_tokens
-            k = req.num_prompt_tokens + req.num_generated - c
+            ph = req.num_placeholders
+            P = req.num_prompt_tokens
+            known = P + req.num_generated  # without placeholders: keys stop here
+            k = known + ph - c
+            if k == 0 or (ph and c + 2 - ph >= P + req.num_output_tokens):
+                i += 1  # nothing to compute, or its last token is already in flight
+                continue
             if 0 < thr < k:
                 k = thr
             if k > budget:
                 k = budget
             target = c + k
             # Most steps of a decode neither need a new block nor fill one: no KV call at all then.
-            if target > len(req.blocks) * bs or target // bs > req.num_cached_blocks:
-                while not kv.allocate_running(req, k):
+            if target > len(req.blocks) * bs or min(target, known) // bs > req.num_cached_blocks:
+                while not kv.allocate_running(req, k, known):
                     victim = running.pop()
                     self._preempt(victim, step)
                     if victim is req:
@@ -106,8 +118,8 @@ class Scheduler:
                 kv.query_tokens += num_tokens
                 kv.hit_tokens += cached
                 if req.first_scheduled < 0:
-                    req.first_scheduled = now
-                    d = now - req.arrival
+                    req.first_scheduled = start
+                    d = start - req.arrival
                     self.scheduling_delays[d] = self.scheduling_delays.get(d, 0) + 1
                 self._record(step, req, k)
                 budget -= k
@@ -116,16 +128,22 @@ class Scheduler:
     @staticmethod
     def _record(step: StepRecord, req: Request, k: int) -> None:
         c = req.num_computed_tokens
+        ph = req.num_placeholders
+        known = req.num_prompt_tokens + req.num_generated + ph
         step.requests.append(req)
         step.num_new_tokens.append(k)
-        # A decode feeds the latest output token: g >= 1 and every earlier known token is computed.
-        if req.num_generated and c == req.num_prompt_tokens + req.num_generated - 1:
+        # A decode feeds the latest output token: one is known and every earlier known token is computed.
+        if req.num_generated + ph and c == known - 1:
             step.num_decodes += 1
             step.decode_context_sum += c
         else:
             step.prefill_items.append((c, k))
             step.num_prefill_tokens += k
-        req.num_computed_tokens = c + k
+        c += k
+        req.num_computed_tokens = c
+        if c == known:  # caught up: this step samples the next token
+            req.num_placeholders = ph + 1
+            step.emits.append(req)
 
     def _preempt(self, victim: Request, step: StepRecord) -> None:
         """Recompute preemption: free all KV, back to the head of the waiting queue, keep generated tokens."""

@@ -21,7 +21,9 @@ class StepRecord:
         "decode_context_sum",
         "preempted",
         "num_admitted",
+        "emits",
         "start",
+        "end",
     )
 
     def __init__(self, start: int) -> None:
@@ -34,7 +36,9 @@ class StepRecord:
         self.decode_context_sum = 0  # sum of c_before over decode items (KV each decode reads)
         self.preempted: list[Request] = []  # requests preempted while forming this batch
         self.num_admitted = 0  # requests taken from the waiting queue into this batch
+        self.emits: list[Request] = []  # requests whose computed tokens catch up: each gets a token at the end
         self.start = start  # tick the step starts
+        self.end = start  # tick its results apply (set once priced)
 
     @property
     def num_scheduled_tokens(self) -> int:
@@ -48,6 +52,7 @@ class StepRecord:
         """The record of a step in which every request of ``requests`` decodes one token."""
         step = cls(start)
         step.requests = requests
+        step.emits = requests
         step.num_new_tokens = [1] * len(requests)
         step.num_decodes = len(requests)
         step.decode_context_sum = context_sum

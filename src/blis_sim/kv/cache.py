@@ -44,7 +44,7 @@ class KVCacheManager:
                 append(parent)
         return keys[j]
 
-    def _register_full_blocks(self, req: Request, num_computed: int) -> None:
+    def register_full_blocks(self, req: Request, num_computed: int) -> None:
         """Key every block that is full once ``num_computed`` tokens are in the cache (§8.4.2)."""
         full = num_computed // self.block_size
         if full > req.num_cached_blocks:
@@ -67,8 +67,12 @@ class KVCacheManager:
             hits.append(block)
         return hits
 
-    def allocate_running(self, req: Request, num_new_tokens: int) -> bool:
-        """Room for ``num_new_tokens`` more computed tokens of a running request, or False (nothing changes)."""
+    def allocate_running(self, req: Request, num_new_tokens: int, key_limit: int) -> bool:
+        """Room for ``num_new_tokens`` more computed tokens of a running request, or False (nothing changes).
+
+        Blocks that fill get their keys, but only over the first ``key_limit`` tokens: with asynchronous
+        scheduling a block holding a token still in flight is keyed when that token's result arrives (§7.8).
+        """
         target = req.num_computed_tokens + num_new_tokens
         needed = -(-target // self.block_size) - len(req.blocks)
         if needed > 0:
@@ -76,7 +80,7 @@ class KVCacheManager:
             if needed > pool.num_blocks - pool.num_used:
                 return False
             req.blocks.extend(pool.take_many(needed) if needed > 1 else [pool.take()])
-        self._register_full_blocks(req, target)
+        self.register_full_blocks(req, target if target < key_limit else key_limit)
         return True
 
     def allocate_waiting(self, req: Request, hits: list[int], num_new_tokens: int) -> bool:
@@ -95,7 +99,7 @@ class KVCacheManager:
             blocks.append(b)
         blocks.extend(pool.take_many(needed))
         req.num_cached_blocks = num_hits
-        self._register_full_blocks(req, target)
+        self.register_full_blocks(req, target)
         return True
 
     def free(self, req: Request) -> None:
