@@ -328,7 +328,7 @@ class OurRun:
             """Async runs (§7.8): log each batch as it is formed (its start and duration)."""
             before = {id(r) for r in inst.scheduler.running}
             rec = orig_form(inst, now)
-            if me.log_steps and rec.requests:
+            if me.log_steps and (rec.requests or rec.preempted):  # the oracle logs preempting empty batches
                 emitting = {id(r) for r in rec.emits}
                 items, X, Y, hit_admits, partial = [], 0, 0, 0, 0
                 for r, k in zip(rec.requests, rec.num_new_tokens):
