@@ -299,27 +299,7 @@ class OurRun:
             end = orig_step(inst, now, *args, **kw)
             if end is None or inst.asynchronous:  # async batches are logged by form_async
                 return end
-            rec = inst.in_flight
-            items, X, Y, hit_admits, partial = [], 0, 0, 0, 0
-            for r, k in zip(rec.requests, rec.num_new_tokens):
-                c_before = r.num_computed_tokens - k
-                known = r.num_prompt_tokens + r.num_generated
-                dec = r.num_generated >= 1 and c_before == known - 1
-                if dec:
-                    Y += 1
-                else:
-                    X += k
-                    if r.num_computed_tokens < known:
-                        partial += 1
-                if id(r) not in before and c_before > 0:
-                    hit_admits += 1
-                items.append([r.id, k, int(dec), c_before])
-            sched = inst.scheduler
-            me.steps.append({"t": now, "d": end - now, "X": X, "Y": Y, "items": items,
-                             "preempted": sorted(r.id for r in rec.preempted),
-                             "free_blocks": inst.kv.pool.num_free, "waiting": len(sched.waiting),
-                             "running": len(sched.running)})
-            me.extra.append({"hit_admits": hit_admits, "partial": partial, "evictions": me.evictions})
+            me.log_batch(inst, inst.in_flight, now, end, before)
             return end
 
         orig_form = Instance._form_async
@@ -329,32 +309,38 @@ class OurRun:
             before = {id(r) for r in inst.scheduler.running}
             rec = orig_form(inst, now)
             if me.log_steps and (rec.requests or rec.preempted):  # the oracle logs preempting empty batches
-                emitting = {id(r) for r in rec.emits}
-                items, X, Y, hit_admits, partial = [], 0, 0, 0, 0
-                for r, k in zip(rec.requests, rec.num_new_tokens):
-                    c_before = r.num_computed_tokens - k
-                    known = r.num_prompt_tokens + r.num_generated + r.num_placeholders - (id(r) in emitting)
-                    dec = r.num_generated + r.num_placeholders - (id(r) in emitting) >= 1 and c_before == known - 1
-                    if dec:
-                        Y += 1
-                    else:
-                        X += k
-                        if r.num_computed_tokens < known:
-                            partial += 1
-                    if id(r) not in before and c_before > 0:
-                        hit_admits += 1
-                    items.append([r.id, k, int(dec), c_before])
-                sched = inst.scheduler
-                me.steps.append({"t": rec.start, "d": rec.end - rec.start, "X": X, "Y": Y, "items": items,
-                                 "preempted": sorted(r.id for r in rec.preempted),
-                                 "free_blocks": inst.kv.pool.num_free, "waiting": len(sched.waiting),
-                                 "running": len(sched.running)})
-                me.extra.append({"hit_admits": hit_admits, "partial": partial, "evictions": me.evictions})
+                me.log_batch(inst, rec, rec.start, rec.end, before)
             return rec
 
         Instance.step = step
         Instance._form_async = form_async
         BlockPool.take = take
+
+    def log_batch(self, inst, rec, start: int, end: int, before: set[int]) -> None:
+        """One step-log entry in the oracle's shape, for a batch just formed (sync or async: the known tokens
+        before formation are P + g + placeholders, less the one this batch added to the requests it emits for)."""
+        emitting = {id(r) for r in rec.emits}
+        items, X, Y, hit_admits, partial = [], 0, 0, 0, 0
+        for r, k in zip(rec.requests, rec.num_new_tokens):
+            c_before = r.num_computed_tokens - k
+            outputs = r.num_generated + r.num_placeholders - (id(r) in emitting)
+            known = r.num_prompt_tokens + outputs
+            dec = outputs >= 1 and c_before == known - 1
+            if dec:
+                Y += 1
+            else:
+                X += k
+                if r.num_computed_tokens < known:
+                    partial += 1
+            if id(r) not in before and c_before > 0:
+                hit_admits += 1
+            items.append([r.id, k, int(dec), c_before])
+        sched = inst.scheduler
+        self.steps.append({"t": start, "d": end - start, "X": X, "Y": Y, "items": items,
+                           "preempted": sorted(r.id for r in rec.preempted),
+                           "free_blocks": inst.kv.pool.num_free, "waiting": len(sched.waiting),
+                           "running": len(sched.running)})
+        self.extra.append({"hit_admits": hit_admits, "partial": partial, "evictions": self.evictions})
 
     def run(self, argv: list[str], log_steps: bool) -> tuple[int, str, str]:
         """``blis run`` as the user gets it (``log_steps`` False), or one step at a time with the step log."""
