@@ -34,6 +34,7 @@ from . import __version__, logging_setup
 from .config.models import (
     ADMISSION_POLICIES,
     ARRIVAL_PROCESSES,
+    LATENCY_MODELS,
     LOG_LEVELS,
     PRIORITY_POLICIES,
     ROUTING_POLICIES,
@@ -189,6 +190,10 @@ FLAGS: tuple[Flag, ...] = (
     Flag("skip_ahead", TOP, OUTPUT, "offswitch", "off",
          "Step every decode step one by one instead of advancing stable decode stretches in one go "
          "(same results, slower; for verification)."),
+    Flag("latency_model", "latency", MODEL, "choice", "auto",
+         f"Latency model: {_choices(LATENCY_MODELS)}. auto: roofline-v2 when --bench-data-path is given, roofline-v1 "
+         "with --model-config-folder and --hardware-config, else blackbox. roofline-v2 without --bench-data-path "
+         "uses the shipped fitted efficiency model of the GPU."),
 )
 
 FLAG_BY_NAME = {f.name: f for f in FLAGS}
@@ -238,6 +243,9 @@ def _click_message(exc: click.ClickException, prog: str) -> str:
         if "requires an argument" in exc.message:
             return _missing_value(exc.option_name, flag)
         return f"{exc.option_name}: {_one_line(exc.message)} ({hint})"
+    if isinstance(exc, click.MissingParameter):
+        opt = exc.param.opts[0] if exc.param is not None and exc.param.opts else "an option"
+        return f"{opt} is required ({hint})"
     if isinstance(exc, click.BadParameter):
         opt = exc.param.opts[0] if exc.param is not None and exc.param.opts else "value"
         return f"{opt}: {_one_line(exc.message)}"
@@ -490,6 +498,70 @@ cli.add_command(
 )
 
 
+@cli.command(
+    "bench-mfu",
+    context_settings=_CONTEXT,
+    help="Measure roofline v2's kernel tables (GEMM, prefill and decode attention) on the local GPU and write them "
+         "in the --bench-data-path layout. Needs PyTorch with CUDA: pip install 'blis-sim[gpu]'.",
+    short_help="Measure the MFU tables of roofline v2 on the local GPU.",
+)
+@click.option("--output", required=True, type=click.Path(path_type=Path), metavar="DIR",
+              help="Folder to write gemm/ and mha/ into (created; existing tables of the same GPU are replaced).")
+@click.option("--gpu-folder", default=None, metavar="NAME",
+              help="GPU folder name [default: from the CUDA device name, e.g. h100].")
+@click.option("--hardware", default=None, metavar="NAME",
+              help="Entry of --hardware-config whose TFlopsPeak the mfu column is computed against "
+                   "[default: the GPU folder name].")
+@click.option("--hardware-config", type=click.Path(path_type=Path), default=None, metavar="PATH",
+              help="Hardware JSON [default: the packaged one].")
+@click.option("--quick", is_flag=True, help="A small grid (a minute or two) instead of the full one (about 15).")
+@click.option("--iters", type=click.IntRange(min=3), default=10, show_default=True,
+              help="Timed repetitions per cell (fewer for slow kernels).")
+def _bench_mfu(output: Path, gpu_folder: str | None, hardware: str | None, hardware_config: Path | None,
+               quick: bool, iters: int) -> int:
+    from importlib import resources
+
+    from .latency.hardware import load_hardware
+    from .latency.mfu.bench import BenchGrid, TorchTimer, gpu_folder_name, run_bench
+
+    logging_setup.configure(None)
+    timer = TorchTimer.create(iters=iters)  # "no CUDA device" before anything else
+    folder = gpu_folder or gpu_folder_name(timer.device_name)
+    config = hardware_config or Path(str(resources.files("blis_sim") / "data" / "hardware_config.json"))
+    hw = load_hardware(config, hardware or folder)
+    hw.check_v2()
+    if output.exists() and not output.is_dir():
+        raise InputError(f"--output {output}: exists and is not a folder")
+    grid = BenchGrid.quick() if quick else BenchGrid()
+    with _bench_progress() as progress:
+        result = run_bench(timer, grid, output, folder, hw.tflops_peak, progress)
+    sys.stdout.write(f"wrote {len(result.files)} tables ({result.cells} cells) for {timer.device_name} under "
+                     f"{output}; use them with --bench-data-path {output} --hardware {hw.name}\n")
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def _bench_progress() -> Iterator[Callable[[str, int, int], None]]:
+    """One rich progress bar per table on stderr (a plain line per finished table when stderr is not a terminal)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, disable=not console.is_terminal)
+    tasks: dict[str, Any] = {}
+
+    def update(label: str, done: int, total: int) -> None:
+        if label not in tasks:
+            tasks[label] = bars.add_task(label, total=total)
+        bars.update(tasks[label], completed=done)
+        if done == total and not console.is_terminal:
+            console.print(f"measured {label} ({total} cells)")
+
+    with bars:
+        yield update
+
+
 @contextlib.contextmanager
 def _progress_display(total: int | None, quiet: bool) -> Iterator[Callable[[int, int], None] | None]:
     """A transient rich progress bar on stderr for runs longer than about a second (§14.4), only when stderr is
@@ -571,6 +643,11 @@ def run_cli(args: list[str] | None = None, prog_name: str | None = None) -> int:
         sys.stderr.write(f"blis: internal error: {detail} (run with --log debug for details)\n")
         sys.stderr.flush()
         return EXIT_INTERNAL
+
+
+from .evaluate.command import evaluate_command  # noqa: E402 - registered after the group is defined
+
+cli.add_command(evaluate_command)
 
 
 if __name__ == "__main__":

@@ -49,3 +49,14 @@ def reference_dir() -> Path:
     if not REFERENCE.is_dir():
         pytest.skip(f"reference data not available at {REFERENCE}")
     return REFERENCE
+
+
+BENCH_DATA = SHARED / "data" / "bench_data"  # the same path as mfu_fixtures.BENCH_DATA
+
+
+@pytest.fixture(scope="session")
+def bench_data() -> Path:
+    """The measured H100 tables of ../shared (read-only); tests that need them skip when they are absent."""
+    if not (BENCH_DATA / "gemm").is_dir():
+        pytest.skip(f"measured MFU tables not available at {BENCH_DATA}")
+    return BENCH_DATA

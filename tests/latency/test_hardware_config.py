@@ -35,11 +35,12 @@ def write(tmp_path: Path, content) -> Path:
 @pytest.mark.parametrize("gpu", sorted(PEAKS))
 def test_packaged_entries_complete_and_valid(gpu):
     raw = json.loads(PACKAGED.read_text())[gpu]
-    assert set(raw) == set(KEYS) | {"memoryGB"}
+    assert set(raw) == set(KEYS) | {"memoryGB", "linkBwGBs"}
     hw = load_hardware(PACKAGED, gpu)
     hw.check_v1()
     assert (hw.tflops_peak, hw.bw_peak_tbs) == PEAKS[gpu]
     assert hw.memory_gb and hw.memory_gb > 0
+    assert hw.link_bw_gbs and hw.link_bw_gbs > 0  # roofline v2's all-reduce bandwidth
 
 
 def test_packaged_h100_and_a100_follow_the_spec_table():
@@ -131,3 +132,11 @@ def test_file_errors(tmp_path):
         load_hardware(write(tmp_path, "[1]"), "H100")
     with pytest.raises(InputError, match="entry 'H100' must be a JSON object"):
         load_hardware(write(tmp_path, {"H100": 3}), "H100")
+
+
+def test_link_bandwidth_optional_and_checked(tmp_path):
+    hw = load_hardware(write(tmp_path, {"H100": {"TFlopsPeak": 989.5, "BwPeakTBs": 3.35, "LINKBWGBS": 450}}), "H100")
+    assert hw.link_bw_gbs == 450.0
+    assert load_hardware(write(tmp_path, {"H100": {"TFlopsPeak": 1.0}}), "H100").link_bw_gbs is None
+    with pytest.raises(InputError, match=r"H100\.linkBwGBs must be a finite number >= 0, got -1"):
+        load_hardware(write(tmp_path, {"H100": {"linkBwGBs": -1}}), "H100")

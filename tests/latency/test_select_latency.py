@@ -11,6 +11,7 @@ import pytest
 from blis_sim.config.models import EngineConfig, LatencyConfig
 from blis_sim.errors import InputError
 from blis_sim.latency.select import resolve_latency
+from mfu_fixtures import write_tables
 
 DATA = Path(__file__).parents[2] / "src" / "blis_sim" / "data"
 ROOF = {"model_config_folder": DATA / "model_configs" / "llama-3.1-8b-instruct",
@@ -26,7 +27,8 @@ def warnings(caplog) -> list[str]:
 def test_roofline_when_both_files_given(step, caplog):
     r = resolve_latency(LatencyConfig(model="x", hardware="H100", tp=1, **ROOF), EngineConfig())
     assert r.kind == "roofline-v1" and r.model.name == "roofline-v1"
-    assert (r.hardware, r.tp, r.total_kv_blocks) == ("H100", 1, 1_000_000)
+    # no --total-kv-blocks: the blocks vLLM would allocate (80 GB, weights 14.96 GiB, mbt 2048), not 1,000,000
+    assert (r.hardware, r.tp, r.total_kv_blocks) == ("H100", 1, 28587)
     assert r.model.step_time(step([], [1024])) == 5882
     assert r.model.queueing_time(100) == 0 and r.model.output_token_time() == 0
     assert warnings(caplog) == []
@@ -66,11 +68,71 @@ def test_roofline_alpha_applies_beta_ignored_with_warning(caplog):
     assert any("--beta-coeffs" in w and "ignored" in w for w in warnings(caplog))
 
 
-def test_roofline_bench_data_path_not_available(tmp_path):
-    cfg = LatencyConfig(model="x", hardware="H100", tp=1, bench_data_path=tmp_path, **ROOF)
-    with pytest.raises(InputError) as e:
+# ---------------------------------------------------------------- roofline v2 (the seed's auto-selection)
+def infos(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "blis_sim" and r.levelno == logging.INFO]
+
+
+def test_bench_data_selects_v2_with_tables(tmp_path, caplog, step):
+    caplog.set_level(logging.INFO, logger="blis_sim")
+    root = write_tables(tmp_path / "bench")
+    r = resolve_latency(LatencyConfig(model="x", hardware="H100", tp=1, bench_data_path=root, **ROOF), EngineConfig())
+    assert r.kind == "roofline-v2" and r.model.name == "roofline-v2"
+    d = r.model.describe()
+    assert d["kernels"] == "tables" and d["gpu_folder"] == "h100" and d["gemm_dtype"] == "bf16"
+    assert r.model.step_time(step([], [1024])) > 0
+    assert any(m.startswith("latency model: roofline-v2 with the kernel tables of") for m in infos(caplog))
+
+
+def test_bench_data_that_cannot_be_loaded_is_an_error_not_v1(tmp_path):
+    root = write_tables(tmp_path / "bench", gpu="a100")
+    cfg = LatencyConfig(model="x", hardware="H100", tp=1, bench_data_path=root, **ROOF)
+    no_tables = r"^--bench-data-path .*: no tables for GPU 'H100' in gemm/ \(GPU folders: a100\)$"
+    with pytest.raises(InputError, match=no_tables):
         resolve_latency(cfg, EngineConfig())
-    assert str(e.value) == "--bench-data-path: roofline v2 is not available in this version yet"
+    with pytest.raises(InputError, match="no such folder"):
+        resolve_latency(cfg.model_copy(update={"bench_data_path": tmp_path / "none"}), EngineConfig())
+
+
+def test_roofline_v2_without_bench_data_uses_the_fitted_model(caplog, step):
+    caplog.set_level(logging.INFO, logger="blis_sim")
+    cfg = LatencyConfig(model="x", hardware="H100", tp=1, latency_model="roofline-v2", **ROOF)
+    r = resolve_latency(cfg, EngineConfig())
+    assert r.kind == "roofline-v2" and r.model.describe()["kernels"] == "fitted"
+    assert r.model.describe()["efficiency_model"] == "efficiency_h100.json"
+    assert any("shipped fitted efficiency model efficiency_h100.json" in m for m in infos(caplog))
+    with pytest.raises(InputError, match=r"no fitted efficiency model for GPU 'A100-80' \(shipped: H100\)"):
+        resolve_latency(cfg.model_copy(update={"hardware": "A100-80"}), EngineConfig())
+
+
+def test_auto_without_bench_data_is_v1_and_logs_it(caplog):
+    caplog.set_level(logging.INFO, logger="blis_sim")
+    r = resolve_latency(LatencyConfig(model="x", hardware="H100", tp=1, **ROOF), EngineConfig())
+    assert r.kind == "roofline-v1"
+    assert any(m.startswith("latency model: roofline-v1") for m in infos(caplog))
+
+
+def test_explicit_latency_model_conflicts(tmp_path):
+    bad = {
+        "--latency-model blackbox cannot be combined": dict(latency_model="blackbox", **ROOF),
+        "--latency-model roofline-v1 needs --model-config-folder and --hardware-config":
+            dict(latency_model="roofline-v1"),
+        "--latency-model roofline-v2 needs --model-config-folder and --hardware-config":
+            dict(latency_model="roofline-v2"),
+        "--bench-data-path is read only by roofline v2": dict(latency_model="roofline-v1", bench_data_path=tmp_path,
+                                                              **ROOF),
+        r"--bench-data-path \(roofline v2\) needs --model-config-folder": dict(bench_data_path=tmp_path),
+    }
+    for message, fields in bad.items():
+        with pytest.raises(InputError, match=f"^{message}"):
+            resolve_latency(LatencyConfig(model="x", hardware="H100", tp=1, **fields), EngineConfig())
+
+
+def test_explicit_blackbox_is_the_auto_blackbox(caplog):
+    caplog.set_level(logging.INFO, logger="blis_sim")
+    r = resolve_latency(LatencyConfig(model=LLAMA, latency_model="blackbox"), EngineConfig())
+    assert r.kind == "blackbox" and r.total_kv_blocks == 132139
+    assert any(m.startswith("latency model: blackbox with the defaults-file coefficients") for m in infos(caplog))
 
 
 def test_roofline_unknown_gpu_and_bad_calibration(tmp_path):

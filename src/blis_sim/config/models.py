@@ -32,6 +32,7 @@ ROUTING_POLICIES = ("round-robin", "least-loaded", "weighted", "prefix-affinity"
 PRIORITY_POLICIES = ("constant", "slo-based", "inverted-slo")
 SCHEDULERS = ("fcfs", "priority-fcfs", "sjf", "reverse-priority")
 TRACE_LEVELS = ("none", "decisions")
+LATENCY_MODELS = ("auto", "blackbox", "roofline-v1", "roofline-v2")
 LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "trace", "fatal", "panic")
 
 UNLIMITED_HORIZON = 2**63 - 1
@@ -58,6 +59,8 @@ class LatencyConfig(_Section):
     model_config_folder: Path | None = None
     hardware_config: Path | None = None
     bench_data_path: Path | None = None
+    # "auto": roofline v2 with --bench-data-path, v1 with the two roofline files, else blackbox (the seed's rule)
+    latency_model: Annotated[str, one_of(*LATENCY_MODELS)] = "auto"
 
 
 class EngineConfig(_Section):

@@ -5,6 +5,8 @@ Three deterministic functions returning integer ticks >= 0. A model has no state
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Protocol
 
 from ..engine.step import StepRecord
@@ -35,3 +37,27 @@ class LatencyModel(Protocol):
     def describe(self) -> dict:
         """Plain-data summary (model kind and its coefficients) for logs and the results file."""
         ...
+
+
+class AlphaOverheads:
+    """``queueing_time`` and ``output_token_time`` from α = (α0, α1, α2) (ENGINE.md §9.2), as every model uses them."""
+
+    __slots__ = ()
+
+    def _set_alpha(self, alpha: Sequence[float]) -> None:
+        self.alpha = tuple(float(a) for a in alpha)
+        self._a0, self._a1, a2 = self.alpha
+        self._out = int(a2)
+
+    def queueing_time(self, num_prompt_tokens: int) -> int:
+        return int(self._a0 + self._a1 * num_prompt_tokens)
+
+    def output_token_time(self) -> int:
+        return self._out
+
+
+def step_overhead_us(base_us: float, num_requests: int, num_decodes: int) -> float:
+    """ROOFLINE.md §6: the per-step overhead grows with log2 of the batch size, more for decode-heavy batches."""
+    if num_requests <= 2:
+        return base_us
+    return base_us * (1.0 + 0.15 * math.log2(num_requests / 2.0) * (0.3 + 2.0 * num_decodes / num_requests))

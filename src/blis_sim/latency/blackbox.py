@@ -12,20 +12,19 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..engine.step import StepRecord
+from .base import AlphaOverheads
 
 
-class BlackboxModel:
+class BlackboxModel(AlphaOverheads):
     """``step_time = floor((β0 + β1·X) + β2·Y)``, ``queueing_time = floor(α0 + α1·P)``, ``output = floor(α2)``."""
 
     name = "blackbox"
     __slots__ = ("alpha", "beta", "_a0", "_a1", "_b0", "_b1", "_b2", "_out")
 
     def __init__(self, alpha: Sequence[float], beta: Sequence[float]) -> None:
-        self.alpha = tuple(float(a) for a in alpha)
+        self._set_alpha(alpha)
         self.beta = tuple(float(b) for b in beta)
-        self._a0, self._a1, a2 = self.alpha
         self._b0, self._b1, self._b2 = self.beta
-        self._out = int(a2)
 
     def step_time(self, step: StepRecord) -> int:
         # Left to right in float64, exactly as the spec writes it (the grouping changes the last bit).
@@ -38,12 +37,6 @@ class BlackboxModel:
     def decode_step_times(self, num_decodes: int, context_sums: np.ndarray) -> np.ndarray:
         """``decode_step_time`` for many context sums at once (it does not depend on them here)."""
         return np.full(len(context_sums), self.decode_step_time(num_decodes, 0), dtype=np.int64)
-
-    def queueing_time(self, num_prompt_tokens: int) -> int:
-        return int(self._a0 + self._a1 * num_prompt_tokens)
-
-    def output_token_time(self) -> int:
-        return self._out
 
     def describe(self) -> dict:
         return {"kind": self.name, "alpha_coeffs": list(self.alpha), "beta_coeffs": list(self.beta)}

@@ -39,6 +39,7 @@ KEYS: dict[str, str] = {
 }
 _BY_LOWER = {key.lower(): (key, name) for key, name in KEYS.items()}
 _MEMORY_KEY = "memorygb"
+_LINK_KEY = "linkbwgbs"  # interconnect bandwidth per GPU and direction (GB/s); used by roofline v2's all-reduce
 
 # What v1 divides by (reference order first: the five keys the reference itself checks), then the keys that only
 # need to be finite, with the overheads also >= 0 so that a step time can never be negative.
@@ -74,6 +75,7 @@ class HardwareCalib:
     all_reduce_latency: float = 0.0
     per_layer_overhead: float = 0.0  # accepted, unused by v1 (§9 D17)
     memory_gb: float | None = None  # GPU memory; not validated (for a later KV-capacity derivation)
+    link_bw_gbs: float | None = None  # ``linkBwGBs``: NVLink/PCIe bandwidth per direction, GB/s (roofline v2 only)
 
     def value(self, key: str) -> float:
         """The value of a file key, e.g. ``value("BwEffConstant")``."""
@@ -122,6 +124,12 @@ def parse_entry(name: str, entry: Any, where: str) -> HardwareCalib:
         lower = key.lower()
         if lower == _MEMORY_KEY:
             values["memory_gb"] = _number(raw)
+            continue
+        if lower == _LINK_KEY:
+            number = _number(raw)
+            if number is None or not math.isfinite(number) or number < 0:
+                raise InputError(f"{where}: {name}.linkBwGBs must be a finite number >= 0, got {json.dumps(raw)}")
+            values["link_bw_gbs"] = number
             continue
         known = _BY_LOWER.get(lower)
         if known is None:

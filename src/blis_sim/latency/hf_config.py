@@ -3,8 +3,17 @@
 Parsing follows the reference so that step times match it: a ``text_config`` object (multimodal wrappers) is merged
 over the top level, integer fields are read only from JSON numbers (fractions truncated, anything else reads 0), and
 the dtype maps to bytes per parameter. Beyond the reference (§9 D22) ``dtype`` is accepted when ``torch_dtype`` is
-absent, and the float8 variants count 1 byte. ``head_dim`` and the MoE keys are carried for later models but the
+absent, and the float8 variants count 1 byte. ``head_dim`` and the MoE keys are carried for roofline v2; the
 parity model v1 ignores them (§9 D11, D12).
+
+Real HuggingFace configs name the same thing differently; the readers below accept the common spellings: experts as
+``num_local_experts`` / ``num_experts`` / ``n_routed_experts``, the experts per token as ``num_experts_per_tok`` /
+``moe_topk``, shared experts as ``shared_expert_intermediate_size`` or ``n_shared_experts`` experts of
+``moe_intermediate_size``, and MoE on only some layers through ``decoder_sparse_step`` + ``mlp_only_layers`` (Qwen-MoE)
+or ``first_k_dense_replace`` + ``moe_layer_freq`` (DeepSeek). Weight precision comes from ``quantization_config``
+(an FP8 checkpoint stores 1 byte per weight, a 4-bit one half a byte) into ``weight_bytes_per_param``; the dtype still
+sets the activation and KV-cache bytes. Only the KV-capacity derivation reads the weight precision for now: roofline
+v1 stays the reference's model.
 """
 
 from __future__ import annotations
@@ -48,6 +57,11 @@ class ModelConfig:
     head_dim: int = 0  # the file's ``head_dim`` (0 when absent); v1 uses D / H instead
     num_experts: int = 0  # ``num_local_experts`` or ``num_experts`` (0: dense)
     num_experts_per_tok: int = 0
+    moe_intermediate_size: int = 0  # expert MLP width when it differs from intermediate_size (0: the same)
+    shared_expert_intermediate_size: int = 0  # always-active shared expert (Qwen-MoE); 0: none
+    num_moe_layers: int = 0  # layers whose MLP is the expert mixture (the rest are dense); 0 with experts: all
+    weight_bytes_per_param: float = 0.0  # bytes per stored weight from quantization_config; 0: bytes_per_param
+    quantization: str = ""  # quantization_config.quant_method ("" when unquantized)
     max_position_embeddings: int = 0
     tie_word_embeddings: bool = False
     model_type: str = ""
@@ -57,6 +71,18 @@ class ModelConfig:
     def dh(self) -> float:
         """Head dimension as v1 computes it: real division D / H."""
         return self.hidden_size / self.num_heads
+
+    @property
+    def weight_bytes(self) -> float:
+        """Bytes per stored weight: the quantized precision where the config declares one, else the dtype's."""
+        return self.weight_bytes_per_param or self.bytes_per_param
+
+    @property
+    def moe_layers(self) -> int:
+        """Number of layers with an expert mixture (0 for a dense model)."""
+        if not self.num_experts:
+            return 0
+        return self.num_moe_layers or self.num_layers
 
     @property
     def ffn_size(self) -> int:
@@ -85,6 +111,58 @@ def _dtype(raw: dict[str, Any], where: str) -> tuple[str, float]:
     raise InputError(f"{where}: torch_dtype (or dtype) is missing (accepted: {', '.join(DTYPE_BYTES)})")
 
 
+def _moe_layer_count(raw: dict[str, Any], layers: int, experts: int) -> int:
+    """Layers that hold the expert mixture, from the sparse-layer keys of Qwen-MoE and DeepSeek configs."""
+    if not experts:
+        return 0
+    dense = raw.get("mlp_only_layers")
+    dense_set = {i for i in dense if isinstance(i, int)} if isinstance(dense, list) else set()
+    step = _int_field(raw, "decoder_sparse_step") or 1
+    first_dense = _int_field(raw, "first_k_dense_replace")
+    freq = _int_field(raw, "moe_layer_freq") or 1
+    count = 0
+    for i in range(layers):
+        if i in dense_set or (i + 1) % step or i < first_dense or (i - first_dense) % freq:
+            continue
+        count += 1
+    return count
+
+
+# quant_method -> bytes per weight when the config does not say the bit width itself
+_QUANT_BYTES = {"fp8": 1.0, "fbgemm_fp8": 1.0, "ptpc_fp8": 1.0, "mxfp4": 0.5, "nvfp4": 0.5, "bitnet": 0.25}
+
+
+def _weight_bytes(raw: dict[str, Any], where: str) -> tuple[str, float]:
+    """(quant_method, bytes per stored weight) from ``quantization_config``; ("", 0.0) for an unquantized model."""
+    q = raw.get("quantization_config")
+    if not isinstance(q, dict):
+        return "", 0.0
+    method = str(q.get("quant_method") or "").lower()
+    bits = _int_field(q, "bits") or _int_field(q, "w_bit") or _int_field(q, "weight_bits")
+    if not bits and method == "compressed-tensors":
+        groups = q.get("config_groups")
+        if isinstance(groups, dict):
+            widths = [
+                _int_field(g["weights"], "num_bits")
+                for g in groups.values()
+                if isinstance(g, dict) and isinstance(g.get("weights"), dict)
+            ]
+            bits = max(widths, default=0)
+    if not bits and method == "bitsandbytes":
+        bits = 4 if q.get("load_in_4bit") is True else 8 if q.get("load_in_8bit") is True else 0
+    if not bits and method == "modelopt":
+        algo = str(q.get("quant_algo") or "").upper()
+        bits = 8 if "FP8" in algo else 4 if "FP4" in algo or "INT4" in algo else 0
+    if bits:
+        return method, bits / 8
+    if method in _QUANT_BYTES:
+        return method, _QUANT_BYTES[method]
+    raise InputError(
+        f"{where}: quantization_config.quant_method {method or '(missing)'!r} does not say its weight precision "
+        f"(expected bits, config_groups.*.weights.num_bits, or one of {', '.join(sorted(_QUANT_BYTES))})"
+    )
+
+
 def parse_model_config(raw: Any, where: str, source: str = "") -> ModelConfig:
     """Build a validated ``ModelConfig`` from a decoded ``config.json``; ``where`` prefixes every error message."""
     if not isinstance(raw, dict):
@@ -106,6 +184,12 @@ def parse_model_config(raw: Any, where: str, source: str = "") -> ModelConfig:
         raise InputError(f"{where}: intermediate_size must be >= 0, got {ffn}")
     dtype, nbytes = _dtype(raw, where)
     model_type = raw.get("model_type")
+    experts = (
+        _int_field(raw, "num_local_experts") or _int_field(raw, "num_experts") or _int_field(raw, "n_routed_experts")
+    )
+    moe_ffn = _int_field(raw, "moe_intermediate_size")
+    shared_ffn = _int_field(raw, "shared_expert_intermediate_size") or _int_field(raw, "n_shared_experts") * moe_ffn
+    quant, weight_bytes = _weight_bytes(raw, where)
     return ModelConfig(
         num_layers=layers,
         hidden_size=hidden,
@@ -116,8 +200,13 @@ def parse_model_config(raw: Any, where: str, source: str = "") -> ModelConfig:
         bytes_per_param=nbytes,
         dtype=dtype,
         head_dim=_int_field(raw, "head_dim"),
-        num_experts=_int_field(raw, "num_local_experts") or _int_field(raw, "num_experts"),
-        num_experts_per_tok=_int_field(raw, "num_experts_per_tok"),
+        num_experts=experts,
+        num_experts_per_tok=_int_field(raw, "num_experts_per_tok") or _int_field(raw, "moe_topk"),
+        moe_intermediate_size=moe_ffn,
+        shared_expert_intermediate_size=shared_ffn,
+        num_moe_layers=_moe_layer_count(raw, layers, experts),
+        weight_bytes_per_param=weight_bytes,
+        quantization=quant,
         max_position_embeddings=_int_field(raw, "max_position_embeddings"),
         tie_word_embeddings=raw.get("tie_word_embeddings") is True,
         model_type=model_type if isinstance(model_type, str) else "",

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..engine.step import StepRecord
 from ..errors import InputError
+from .base import AlphaOverheads, step_overhead_us
 from .hf_config import ModelConfig
 from .hardware import HardwareCalib
 
@@ -27,7 +28,7 @@ ACT_DECODE = 0.75  # activation traffic factor when n = 1
 ACT_PREFILL = 0.85  # ... when n != 1
 
 
-class RooflineV1:
+class RooflineV1(AlphaOverheads):
     """Roofline v1 latency model for one (model, GPU, tp). Call ``hw.check_v1()`` first (``resolve_latency`` does)."""
 
     name = "roofline-v1"
@@ -38,9 +39,7 @@ class RooflineV1:
         self.model_cfg = model_cfg
         self.hw = hw
         self.tp = tp
-        self.alpha = tuple(float(a) for a in alpha)
-        self._a0, self._a1, a2 = self.alpha
-        self._out = int(a2)
+        self._set_alpha(alpha)
 
         m = model_cfg
         L, D, H, b = m.num_layers, m.hidden_size, m.num_heads, m.bytes_per_param
@@ -165,24 +164,13 @@ class RooflineV1:
         compute = gemm / self._dec_gemm_rate + attn / self._vec_flops
         memory = (self._dec_weights + dyn) / self._dec_bw
         hw_time = np.where(compute > memory, compute, memory)
-        o_step = self._o_step
-        r = num_decodes
-        if r > 2:
-            o_step = o_step * (1.0 + 0.15 * math.log2(r / 2.0) * (0.3 + 2.0 * num_decodes / r))
+        o_step = step_overhead_us(self._o_step, num_decodes, num_decodes)
         return np.floor((hw_time + self._comm + o_step / 1e6 + 0.0 / 1e6) * 1e6 + 0.5).astype(np.int64)
 
     def _total(self, hw_time: float, r: int, num_decodes: int, o_req: float) -> int:
         """Add communication and overheads (§6), round half away from zero (never negative for valid inputs)."""
-        o_step = self._o_step
-        if r > 2:
-            o_step = o_step * (1.0 + 0.15 * math.log2(r / 2.0) * (0.3 + 2.0 * num_decodes / r))
+        o_step = step_overhead_us(self._o_step, r, num_decodes)
         return math.floor((hw_time + self._comm + o_step / 1e6 + o_req / 1e6) * 1e6 + 0.5)
-
-    def queueing_time(self, num_prompt_tokens: int) -> int:
-        return int(self._a0 + self._a1 * num_prompt_tokens)
-
-    def output_token_time(self) -> int:
-        return self._out
 
     def describe(self) -> dict:
         return {

@@ -1,8 +1,12 @@
 """Choosing the latency model and KV capacity once, before the run (ENGINE.md §9.3, ROOFLINE.md §7.2).
 
-Order: roofline when both file flags are given; explicit blackbox when any α/β is non-zero; otherwise the defaults
-file's first matching coefficient row. Settings filled in from the defaults file are logged as warnings so that a
-run never silently uses a GPU or TP the user did not ask for. ``--vllm-version`` matches rows by release, so
+Order (``--latency-model auto``, the seed's rule): roofline when both file flags are given, v2 when
+``--bench-data-path`` is given too (an error if its tables cannot be loaded for the GPU: no silent fall-back to v1),
+v1 otherwise; explicit blackbox when any α/β is non-zero; otherwise the defaults file's first matching coefficient
+row. ``--latency-model roofline-v2`` without bench data prices kernels with the shipped fitted efficiency model of
+the GPU; ``roofline-v1`` and ``blackbox`` insist on their inputs. The choice is logged at info level. Settings filled in from the defaults file are logged as warnings so that a
+run never silently uses a GPU or TP the user did not ask for. In roofline mode without ``--total-kv-blocks`` the KV
+capacity is the block count vLLM would allocate on the GPU (``kv_capacity``), not the reference's 1,000,000. ``--vllm-version`` matches rows by release, so
 ``vllm/vllm-openai:v0.8.4``, ``v0.8.4`` and ``0.8.4`` select the same rows.
 """
 
@@ -16,9 +20,13 @@ from ..config.models import EngineConfig, LatencyConfig
 from ..errors import InputError
 from .base import LatencyModel
 from .blackbox import BlackboxModel
-from .hardware import load_hardware
-from .hf_config import load_model_config
+from .hardware import HardwareCalib, load_hardware
+from .hf_config import ModelConfig, load_model_config
+from .kv_capacity import DEFAULT_GPU_MEMORY_UTILIZATION, derive_kv_capacity
+from .mfu.fitted import load_packaged_efficiency
+from .mfu.tables import MFUDatabase
 from .roofline_v1 import RooflineV1
+from .roofline_v2 import RooflineV2
 
 log = logging.getLogger("blis_sim")
 
@@ -32,7 +40,7 @@ class ResolvedLatency:
     hardware: str
     tp: int
     vllm_version: str
-    kind: str  # "blackbox" | "roofline-v1"
+    kind: str  # "blackbox" | "roofline-v1" | "roofline-v2"
 
 
 def _coeffs(values) -> str:
@@ -41,14 +49,24 @@ def _coeffs(values) -> str:
 
 def resolve_latency(lat: LatencyConfig, eng: EngineConfig) -> ResolvedLatency:
     """Pick the latency model for ``lat`` (flags of ENGINE.md §15.3); raise ``InputError`` when none applies."""
-    if lat.model_config_folder is not None or lat.hardware_config is not None:
+    choice = lat.latency_model
+    roofline_files = lat.model_config_folder is not None or lat.hardware_config is not None
+    if choice == "blackbox" and (roofline_files or lat.bench_data_path is not None):
+        raise InputError("--latency-model blackbox cannot be combined with --model-config-folder, --hardware-config "
+                         "or --bench-data-path (they are the inputs of the roofline models)")
+    if choice in ("roofline-v1", "roofline-v2") and not roofline_files:
+        raise InputError(f"--latency-model {choice} needs --model-config-folder and --hardware-config")
+    if roofline_files:
         return _roofline(lat, eng)
+    if lat.bench_data_path is not None:
+        raise InputError("--bench-data-path (roofline v2) needs --model-config-folder and --hardware-config")
     if any(lat.alpha_coeffs) or any(lat.beta_coeffs):
         if not any(lat.beta_coeffs):
             raise InputError(
                 f"--beta-coeffs must contain at least one non-zero value when --alpha-coeffs is given "
                 f"(every step would take 0 µs), got {_coeffs(lat.beta_coeffs)}"
             )
+        log.info("latency model: blackbox with the given coefficients")
         return ResolvedLatency(
             model=BlackboxModel(lat.alpha_coeffs, lat.beta_coeffs),
             total_kv_blocks=eng.total_kv_blocks,
@@ -80,8 +98,11 @@ def _fill(lat: LatencyConfig, defaults: DefaultsFile, fields: tuple[str, ...]) -
 def _roofline(lat: LatencyConfig, eng: EngineConfig) -> ResolvedLatency:
     if lat.model_config_folder is None or lat.hardware_config is None:
         raise InputError("--model-config-folder and --hardware-config must be given together (roofline mode)")
-    if lat.bench_data_path is not None:
-        raise InputError("--bench-data-path: roofline v2 is not available in this version yet")
+    version = lat.latency_model
+    if version == "auto":
+        version = "roofline-v2" if lat.bench_data_path is not None else "roofline-v1"
+    if version == "roofline-v1" and lat.bench_data_path is not None:
+        raise InputError("--bench-data-path is read only by roofline v2: drop it, or use --latency-model roofline-v2")
     hardware, tp = lat.hardware, lat.tp
     if not hardware or tp <= 0:
         filled = _fill(lat, load_defaults(lat.defaults_filepath), ("hardware", "tp"))
@@ -99,15 +120,49 @@ def _roofline(lat: LatencyConfig, eng: EngineConfig) -> ResolvedLatency:
         log.warning("--beta-coeffs %s ignored: roofline mode computes step times itself", _coeffs(lat.beta_coeffs))
     model_cfg = load_model_config(lat.model_config_folder)
     hw = load_hardware(lat.hardware_config, hardware)
-    hw.check_v1()
+    model: LatencyModel
+    if version == "roofline-v1":
+        hw.check_v1()
+        model = RooflineV1(model_cfg, hw, tp, lat.alpha_coeffs)
+        log.info("latency model: roofline-v1 (%s on %s, TP %d)", model_cfg.source, hw.name, tp)
+    elif lat.bench_data_path is not None:
+        hw.check_v2()
+        db = MFUDatabase.load(lat.bench_data_path, hardware, hw.tflops_peak, hw.bw_peak_tbs)
+        model = RooflineV2.from_tables(model_cfg, hw, tp, db, lat.alpha_coeffs)
+        log.info("latency model: roofline-v2 with the kernel tables of %s (GPU folder %s, GEMM table read as %s)",
+                 db.root, db.gpu_folder, db.gemm.dtype.upper())
+    else:
+        hw.check_v2()
+        eff = load_packaged_efficiency(hw.name)
+        model = RooflineV2.fitted(model_cfg, hw, tp, eff, lat.alpha_coeffs)
+        log.info("latency model: roofline-v2 with the shipped fitted efficiency model %s (no --bench-data-path)",
+                 eff.source)
     return ResolvedLatency(
-        model=RooflineV1(model_cfg, hw, tp, lat.alpha_coeffs),
-        total_kv_blocks=eng.total_kv_blocks,
+        model=model,
+        total_kv_blocks=_roofline_kv_blocks(model_cfg, hw, tp, eng),
         hardware=hw.name,
         tp=tp,
         vllm_version=lat.vllm_version,
-        kind="roofline-v1",
+        kind=version,
     )
+
+
+def _roofline_kv_blocks(model_cfg: ModelConfig, hw: HardwareCalib, tp: int, eng: EngineConfig) -> int:
+    """``--total-kv-blocks`` when given, else the blocks vLLM would allocate on this GPU (``kv_capacity``), with
+    vLLM's default gpu_memory_utilization. A hardware entry without ``memoryGB`` keeps the 1,000,000-block default."""
+    if eng.is_set("total_kv_blocks"):
+        return eng.total_kv_blocks
+    if hw.memory_gb is None:
+        log.info("hardware config %s has no memoryGB: KV capacity is the default %d blocks (give --total-kv-blocks "
+                 "or memoryGB)", hw.name, eng.total_kv_blocks)
+        return eng.total_kv_blocks
+    cap = derive_kv_capacity(model_cfg, hw.memory_gb, tp, block_size=eng.block_size_in_tokens,
+                             max_num_batched_tokens=eng.max_num_scheduled_tokens, gpu=hw.name)
+    log.info("KV capacity derived from GPU memory: %d blocks of %d tokens (%s: %.2f GiB x %.2f - weights %.2f GiB - "
+             "activations %.2f GiB = %.2f GiB of KV cache, TP %d; vLLM would log num_gpu_blocks %d)",
+             cap.usable_blocks, eng.block_size_in_tokens, hw.name, cap.visible_gib, DEFAULT_GPU_MEMORY_UTILIZATION,
+             cap.weights_gib, cap.activation_gib + cap.non_torch_gib, cap.kv_gib, tp, cap.num_gpu_blocks)
+    return cap.usable_blocks
 
 
 def _from_defaults(lat: LatencyConfig, eng: EngineConfig) -> ResolvedLatency:
@@ -128,6 +183,8 @@ def _from_defaults(lat: LatencyConfig, eng: EngineConfig) -> ResolvedLatency:
             f"or --model-config-folder with --hardware-config for the roofline model"
         )
     kv_blocks = eng.total_kv_blocks if eng.is_set("total_kv_blocks") else row.total_kv_blocks
+    log.info("latency model: blackbox with the defaults-file coefficients of %s on %s, TP %d, %s",
+             model, hardware, tp, version)
     return ResolvedLatency(
         model=BlackboxModel(row.alpha_coeffs, row.beta_coeffs),
         total_kv_blocks=kv_blocks,

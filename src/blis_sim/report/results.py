@@ -46,8 +46,12 @@ class Results:
         return "".join(parts)
 
     def to_file_dict(self) -> dict:
-        """The results file: the cluster block plus per-request records (§14.3)."""
+        """The results file: the cluster block, the latency model that priced the steps, per-request records (§14.3).
+
+        ``latency_model`` (its ``describe()``, with ``kind``) is a blis-sim addition to the file only; the stdout
+        block keeps the reference layout."""
         out = dict(self.cluster)
+        out["latency_model"] = self.latency_model
         out["requests"] = self.requests if self.requests is not None else []
         return out
 

@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""Print step times of roofline v1, v2 with measured tables and v2 with the shipped fitted model, side by side.
+
+    python scripts/compare_latency_models.py --bench-data-path ../shared/data/bench_data \\
+        llama-3.1-8b-instruct qwen2.5-7b-instruct
+
+Steps: decode batches of 1, 32 and 128 requests at context 1024, and one 2048-token prefill (from an empty cache),
+on the packaged model configs and hardware entry (default H100, TP 1). Without --bench-data-path the tables column
+is left out. Output is a Markdown table in microseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from blis_sim.engine.step import StepRecord  # noqa: E402
+from blis_sim.latency.hardware import load_hardware  # noqa: E402
+from blis_sim.latency.hf_config import load_model_config  # noqa: E402
+from blis_sim.latency.mfu.fitted import load_packaged_efficiency  # noqa: E402
+from blis_sim.latency.mfu.tables import MFUDatabase  # noqa: E402
+from blis_sim.latency.roofline_v1 import RooflineV1  # noqa: E402
+from blis_sim.latency.roofline_v2 import RooflineV2  # noqa: E402
+
+DATA = ROOT / "src" / "blis_sim" / "data"
+
+
+def _step(prefills=(), decodes=()) -> StepRecord:
+    step = StepRecord(start=0)
+    step.prefill_items = list(prefills)
+    step.num_prefill_tokens = sum(n for _, n in prefills)
+    step.num_decodes = len(decodes)
+    step.decode_context_sum = sum(decodes)
+    return step
+
+
+CASES = [("decode 1 @ 1024", _step((), [1024])), ("decode 32 @ 1024", _step((), [1024] * 32)),
+         ("decode 128 @ 1024", _step((), [1024] * 128)), ("prefill 2048", _step([(0, 2048)]))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("models", nargs="+", help="folders under src/blis_sim/data/model_configs")
+    ap.add_argument("--bench-data-path", type=Path)
+    ap.add_argument("--hardware", default="H100")
+    ap.add_argument("--tp", type=int, default=1)
+    args = ap.parse_args(argv)
+    logging.getLogger("blis_sim").setLevel(logging.ERROR)
+    hw = load_hardware(DATA / "hardware_config.json", args.hardware)
+    db = (MFUDatabase.load(args.bench_data_path, args.hardware, hw.tflops_peak, hw.bw_peak_tbs)
+          if args.bench_data_path else None)
+    eff = load_packaged_efficiency(hw.name)
+    columns = ["v1", *(["v2 (tables)"] if db else []), "v2 (fitted)"]
+    print(f"| model ({hw.name}, TP {args.tp}) | step | " + " | ".join(columns) + " |")
+    print("|---|---|" + "---:|" * len(columns))
+    for name in args.models:
+        cfg = load_model_config(DATA / "model_configs" / name)
+        models = [RooflineV1(cfg, hw, args.tp), *([RooflineV2.from_tables(cfg, hw, args.tp, db)] if db else []),
+                  RooflineV2.fitted(cfg, hw, args.tp, eff)]
+        for label, step in CASES:
+            print(f"| {name} | {label} | " + " | ".join(f"{m.step_time(step):,}" for m in models) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

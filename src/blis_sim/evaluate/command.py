@@ -1,0 +1,112 @@
+"""``blis evaluate``: parse the options, call ``runner.evaluate``, print the tables, write the report and plots.
+
+Bad input (an unreadable ground truth, a bad option value) is an ``InputError``: the CLI prints its one line and
+exits 2. A ground-truth tree with some broken experiments still evaluates the rest and lists the broken ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Callable, Iterator
+
+import click
+
+from .. import logging_setup
+from ..errors import InputError
+
+_LATENCY_MODELS = ("auto", "blackbox", "roofline-v1", "roofline-v2")
+
+
+@click.command(
+    "evaluate",
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
+    help="Simulate every measured point of real vLLM benchmarks (combined ground-truth JSON, guidellm sweeps, "
+         "inference-perf result folders, the synchronous means table; detected automatically) and report predicted "
+         "vs measured TTFT, ITL, E2E and throughput with percentage errors and MAPE.",
+    short_help="Compare the simulator with real vLLM measurements.",
+)
+@click.option("--ground-truth", "ground_truth", required=True, type=click.Path(path_type=Path), metavar="PATH",
+              help="A ground-truth file, an experiment folder, or a folder holding any mix of them.")
+@click.option("--hardware", default="H100", show_default=True, metavar="GPU",
+              help="GPU of experiments whose files do not name one (an entry of the packaged hardware config).")
+@click.option("--latency-model", "latency_model", type=click.Choice(_LATENCY_MODELS), default="auto",
+              show_default=True, help="auto = roofline-v1. blackbox uses the defaults-file coefficients where they "
+                                      "exist for the model, GPU and TP (other experiments fail with the reason).")
+@click.option("--model-configs", "model_configs", type=click.Path(path_type=Path), default=None, metavar="DIR",
+              help="Extra <name>/config.json folders; they win over the packaged ones. A model matches the folder "
+                   "named like its last path component, case-insensitively.")
+@click.option("--jobs", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Worker processes [default: every core].")
+@click.option("--output", type=click.Path(path_type=Path), default=None, metavar="FILE",
+              help="Write the JSON report here (overall, by_model, by_hardware, by_workload, experiments, failed).")
+@click.option("--plots", type=click.Path(path_type=Path), default=None, metavar="DIR",
+              help="Write predicted-vs-measured PNGs per experiment and parity.png here.")
+@click.option("--requests-per-point", "requests_per_point", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Simulate at most N requests per rate point or stage [default: 2000].")
+@click.option("--async-scheduling/--sync-scheduling", "async_scheduling", default=None,
+              help="Engine loop for every experiment [default: per experiment, from the vLLM version its files "
+                   "name: asynchronous from 0.12 on and when unknown, synchronous before].")
+@click.option("--seed", type=int, default=42, show_default=True, help="Seed of the generated workloads.")
+@click.option("--log", "log_level", type=click.Choice(sorted(logging_setup.LEVELS)), default="warn",
+              show_default=True, help="stderr log level.")
+@click.option("--quiet", is_flag=True, help="No progress bar on stderr.")
+def evaluate_command(ground_truth: Path, hardware: str, latency_model: str, model_configs: Path | None,
+                     jobs: int | None, output: Path | None, plots: Path | None, requests_per_point: int | None,
+                     async_scheduling: bool | None, seed: int, log_level: str, quiet: bool) -> int:
+    from ..report.results_file import check_writable, write_json_atomic
+    from .render import print_report
+    from .runner import DEFAULT_REQUESTS_PER_POINT, Options, evaluate
+
+    logging_setup.configure(log_level)
+    if output is not None:
+        check_writable(output, "--output")
+    if plots is not None and plots.exists() and not plots.is_dir():
+        raise InputError(f"--plots {plots}: exists and is not a folder")
+    options = Options(
+        latency_model=latency_model, hardware=hardware, model_configs=model_configs, jobs=jobs,
+        requests_per_point=requests_per_point or DEFAULT_REQUESTS_PER_POINT, async_scheduling=async_scheduling,
+        seed=seed,
+    )
+    with _progress(quiet) as progress:
+        ev = evaluate(ground_truth, options, progress)
+    print_report(ev.report)
+    if output is not None:
+        try:
+            write_json_atomic(output, ev.report)
+        except OSError as exc:
+            raise InputError(f"--output {output}: cannot write: {exc.strerror or exc}") from None
+    if plots is not None:
+        from .plots import write_plots
+
+        write_plots(ev.points, plots)
+    sys.stdout.flush()
+    return 0
+
+
+@contextlib.contextmanager
+def _progress(quiet: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A transient rich bar on stderr counting finished runs (only on a terminal, and not with --quiet)."""
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TextColumn("runs"),
+                   TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+    task = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal task
+        if task is None:
+            bar.start()
+            task = bar.add_task("runs", total=total)
+        bar.update(task, completed=done)
+
+    try:
+        yield update
+    finally:
+        if task is not None:
+            bar.stop()

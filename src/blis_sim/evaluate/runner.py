@@ -1,0 +1,288 @@
+"""``evaluate``: measured experiments in, a report of predicted vs measured metrics out (the library entry point
+behind ``blis evaluate``).
+
+Per experiment it resolves the model config, the GPU entry, the KV blocks and the engine loop (``resolve``), builds
+one ``RunPlan`` per point (one per experiment for staged loads), runs the plans on a process pool (largest first;
+results are put back in experiment and point order, so the report never depends on scheduling), and scores them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import api
+from ..config import SimulationConfig
+from ..errors import InputError
+from ..latency.hardware import load_hardware
+from .discover import GroundTruth, load_ground_truth
+from .experiment import Experiment, Failure, SharedPrefixPool
+from .resolve import (
+    Unsimulatable,
+    blackbox_row,
+    defaults_file,
+    find_model_config,
+    gpu_entry,
+    kv_blocks,
+    load_model,
+    model_key,
+    packaged_hardware_config,
+    wants_async,
+)
+from .scoring import ScoredPoint, aggregate, group
+from .simulate import RunOutcome, RunPlan, run_plan
+
+log = logging.getLogger("blis_sim")
+
+REPORT_SCHEMA_VERSION = 1
+LATENCY_MODELS = ("auto", "blackbox", "roofline-v1", "roofline-v2")
+DEFAULT_REQUESTS_PER_POINT = 2000
+
+Progress = Callable[[int, int], None]  # (runs done, runs in all)
+
+
+@dataclass(frozen=True)
+class Options:
+    latency_model: str = "auto"  # auto = roofline-v1 (the rule of `blis run` with model and hardware configs)
+    hardware: str = "H100"  # GPU of experiments whose files do not name one
+    model_configs: Path | None = None
+    jobs: int | None = None  # worker processes; None: every core
+    requests_per_point: int = DEFAULT_REQUESTS_PER_POINT
+    async_scheduling: bool | None = None  # None: per experiment, from its vLLM version
+    seed: int = 42
+
+    @property
+    def resolved_latency_model(self) -> str:
+        return "roofline-v1" if self.latency_model == "auto" else self.latency_model
+
+
+@dataclass
+class Evaluation:
+    """The outcome: scored points (every point, excluded ones included), failures and the JSON report."""
+
+    points: list[ScoredPoint]
+    failed: list[Failure]
+    experiments: list[dict]
+    report: dict = field(default_factory=dict)
+
+
+def async_available() -> bool:
+    """Whether the engine builds ENGINE.md §7.8's asynchronous loop (``api.UNAVAILABLE`` refuses it until then)."""
+    return ("engine", "async_scheduling") not in api.UNAVAILABLE
+
+
+def evaluate(ground_truth: Path | str, options: Options = Options(), progress: Progress | None = None) -> Evaluation:
+    """Simulate every point of every experiment under ``ground_truth`` and compare with the measurements."""
+    if options.latency_model not in LATENCY_MODELS:
+        raise InputError(f"--latency-model must be one of {', '.join(LATENCY_MODELS)}, got {options.latency_model}")
+    if options.requests_per_point < 1:
+        raise InputError(f"--requests-per-point must be an integer >= 1, got {options.requests_per_point}")
+    if options.model_configs is not None and not Path(options.model_configs).is_dir():
+        raise InputError(f"--model-configs {options.model_configs}: no such folder (a folder of <name>/config.json)")
+    started = time.perf_counter()
+    gt = load_ground_truth(ground_truth)
+    failed = list(gt.failed)
+    plans: list[RunPlan] = []
+    contexts: dict[str, dict] = {}
+    sync_fallback: list[str] = []
+    for exp in gt.experiments:
+        try:
+            ctx, exp_plans = _plan(exp, options)
+        except Unsimulatable as exc:
+            failed.extend(Failure(exp.name, p.label, exp.source, str(exc)) for p in exp.points)
+            contexts[exp.name] = _context(exp, options, None)
+            continue
+        if ctx["engine_loop_wanted"] == "async" and ctx["engine_loop"] == "sync":
+            sync_fallback.append(exp.name)
+        contexts[exp.name] = ctx
+        plans.extend(exp_plans)
+    if sync_fallback:
+        log.warning("the asynchronous engine loop (ENGINE.md §7.8) is not available in this version yet: %d "
+                    "experiment(s) measured with an asynchronous vLLM are simulated with the synchronous loop",
+                    len(sync_fallback))
+    outcomes = _run_all(plans, options.jobs, progress)
+    points, failed_points = _score(gt, outcomes, plans, contexts, options)
+    failed.extend(failed_points)
+    if not points:
+        more = f" (and {len(failed) - 1} more failure(s))" if len(failed) > 1 else ""
+        raise InputError(f"nothing could be evaluated: {failed[0].reason}{more}" if failed
+                         else f"--ground-truth {ground_truth}: no measured point to evaluate")
+    wall = time.perf_counter() - started
+    evaluation = Evaluation(points, failed, [])
+    evaluation.experiments = _experiment_entries(gt, points, contexts)
+    evaluation.report = _report(gt, evaluation, options, wall, sync_fallback)
+    return evaluation
+
+
+# ------------------------------------------------------------------------------------------------------ planning
+def _context(exp: Experiment, options: Options, extra: dict | None) -> dict:
+    ctx = {
+        "name": exp.name, "format": exp.format, "source": exp.source, "model": exp.model,
+        "hardware": exp.gpu or options.hardware, "tp": exp.tp, "vllm_version": exp.vllm_version,
+        "vllm_version_source": exp.version_source or None, "workload": exp.workload, "metric_side": exp.metric_side,
+        "latency_model": options.resolved_latency_model, "engine_loop_wanted": None, "engine_loop": None,
+        "kv_blocks": None, "kv_blocks_source": None, "model_config": None, "notes": list(exp.notes),
+    }
+    if extra:
+        ctx.update(extra)
+    return ctx
+
+
+def _plan(exp: Experiment, options: Options) -> tuple[dict, list[RunPlan]]:
+    hw_path = packaged_hardware_config()
+    folder = find_model_config(exp.model, options.model_configs)
+    model = load_model(folder)
+    gpu = gpu_entry(exp.gpu or options.hardware, hw_path)
+    try:
+        hw = load_hardware(hw_path, gpu)
+    except InputError as exc:
+        raise Unsimulatable(str(exc)) from None
+    kv = kv_blocks(exp, model, hw)
+    wanted = options.async_scheduling if options.async_scheduling is not None else wants_async(exp.vllm_version)
+    use_async = wanted and async_available()
+    kind = options.resolved_latency_model
+    latency: dict = {"model": exp.model, "hardware": gpu, "tp": exp.tp}
+    extra_notes = []
+    if kind == "blackbox":
+        row = blackbox_row(exp.model, gpu, exp.tp, exp.vllm_version, defaults_file())
+        latency.update(model=row.id, hardware=row.GPU, vllm_version=row.vllm_version, latency_model="blackbox")
+        extra_notes.append(f"blackbox coefficients of {row.id} {row.GPU} TP{row.tensor_parallelism} "
+                           f"{row.vllm_version}")
+    else:
+        latency.update(model_config_folder=folder, hardware_config=hw_path, latency_model=kind)
+    s = exp.server
+    max_len = max(s.max_model_len, 1)
+    engine = {
+        "total_kv_blocks": kv.usable, "block_size_in_tokens": s.block_size, "max_num_running_reqs": s.max_num_seqs,
+        "max_num_scheduled_tokens": s.max_num_batched_tokens, "max_model_len": max_len,
+    }
+    if use_async:
+        engine["async_scheduling"] = True
+    try:
+        cfg = SimulationConfig(latency=latency, engine=engine, seed=options.seed)
+    except ValueError as exc:
+        raise Unsimulatable(f"cannot build the simulation: {exc}") from None
+    ctx = _context(exp, options, {
+        "hardware": gpu, "engine_loop_wanted": "async" if wanted else "sync",
+        "engine_loop": "async" if use_async else "sync", "kv_blocks": kv.usable, "kv_blocks_source": kv.source,
+        "model_config": str(folder / "config.json"), "notes": list(exp.notes) + extra_notes,
+    })
+    cap = options.requests_per_point
+    plans = []
+    if isinstance(exp.lengths, SharedPrefixPool) or exp.staged:
+        order = sorted(range(len(exp.points)), key=lambda i: exp.points[i].stage or 0)
+        loads = tuple((exp.points[i].load, min(exp.points[i].load.num_requests, cap)) for i in order)
+        plans.append(RunPlan(exp.name, tuple(order), cfg, exp.lengths, loads,
+                             tuple(exp.points[i].itl_definition for i in order), staged=True))
+    else:
+        for i, p in enumerate(exp.points):
+            plans.append(RunPlan(exp.name, (i,), cfg, exp.lengths, ((p.load, min(p.load.num_requests, cap)),),
+                                 (p.itl_definition,), staged=False))
+    return ctx, plans
+
+
+# ------------------------------------------------------------------------------------------------------ running
+def _run_all(plans: list[RunPlan], jobs: int | None, progress: Progress | None) -> list[RunOutcome]:
+    """Outcomes in plan order; the costliest plans are submitted first so that the pool finishes together."""
+    total = len(plans)
+    workers = max(1, min(jobs or os.cpu_count() or 1, total or 1))
+    outcomes: list[RunOutcome | None] = [None] * total
+    done = 0
+    if workers == 1:
+        for i, plan in enumerate(plans):
+            outcomes[i] = run_plan(plan)
+            done += 1
+            if progress is not None:
+                progress(done, total)
+        return outcomes  # type: ignore[return-value]
+    order = sorted(range(total), key=lambda i: plans[i].cost, reverse=True)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(run_plan, plans[i]): i for i in order}
+        for fut in as_completed(futures):
+            outcomes[futures[fut]] = fut.result()
+            done += 1
+            if progress is not None:
+                progress(done, total)
+    return outcomes  # type: ignore[return-value]
+
+
+# ------------------------------------------------------------------------------------------------------ scoring
+def _score(gt: GroundTruth, outcomes: list[RunOutcome], plans: list[RunPlan], contexts: dict[str, dict],
+           options: Options) -> tuple[list[ScoredPoint], list[Failure]]:
+    by_exp = {e.name: e for e in gt.experiments}
+    predicted: dict[tuple[str, int], tuple] = {}
+    failed: list[Failure] = []
+    for plan, outcome in zip(plans, outcomes):
+        exp = by_exp[plan.experiment]
+        if outcome.error:
+            failed.extend(Failure(exp.name, exp.points[i].label, exp.source, outcome.error) for i in plan.points)
+            continue
+        for pred, (_, count) in zip(outcome.predictions, plan.loads):
+            predicted[(exp.name, pred.point)] = (pred, count, outcome.warnings)
+    points: list[ScoredPoint] = []
+    for exp in gt.experiments:
+        ctx = contexts[exp.name]
+        for i, p in enumerate(exp.points):
+            entry = predicted.get((exp.name, i))
+            if entry is None:
+                continue  # failed above (its reason is in failed)
+            pred, count, warnings = entry
+            if not pred.predicted:
+                failed.append(Failure(exp.name, p.label, exp.source,
+                                      "no simulated request completed" + (f" ({'; '.join(pred.notes)})"
+                                                                          if pred.notes else "")))
+                continue
+            notes = list(p.notes) + pred.notes + [w for w in warnings if w not in pred.notes]
+            if count < p.load.num_requests:
+                notes.append(f"simulated {count} of the {p.load.num_requests} requests measured "
+                             f"(--requests-per-point)")
+            points.append(ScoredPoint(
+                experiment=exp.name, label=p.label, model=model_key(exp.model), hardware=ctx["hardware"],
+                workload=exp.workload, measured=dict(p.measured), predicted=pred.predicted, rate=p.load.rate,
+                pattern=p.load.pattern, simulated_requests=count, measured_requests=p.load.num_requests,
+                excluded=p.excluded, notes=notes,
+            ))
+    return points, failed
+
+
+def _experiment_entries(gt: GroundTruth, points: list[ScoredPoint], contexts: dict[str, dict]) -> list[dict]:
+    out = []
+    for exp in gt.experiments:
+        mine = [p for p in points if p.experiment == exp.name]
+        entry = dict(contexts[exp.name])
+        entry.update(aggregate(mine))
+        entry["point_results"] = [p.to_dict() for p in mine]
+        out.append(entry)
+    return out
+
+
+def _report(gt: GroundTruth, ev: Evaluation, options: Options, wall: float, sync_fallback: list[str]) -> dict:
+    pts = ev.points
+    return {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "settings": {
+            "latency_model": options.resolved_latency_model,
+            "default_hardware": options.hardware,
+            "model_configs": str(options.model_configs) if options.model_configs else None,
+            "requests_per_point": options.requests_per_point,
+            "engine_loop": ("async" if options.async_scheduling else "sync") if options.async_scheduling is not None
+            else "per vLLM version",
+            "async_available": async_available(),
+            "seed": options.seed,
+        },
+        "overall": aggregate(pts),
+        "by_model": group(pts, "model"),
+        "by_hardware": group(pts, "hardware"),
+        "by_workload": group(pts, "workload"),
+        "experiments": ev.experiments,
+        "failed": [f.to_dict() for f in ev.failed],
+        "excluded": [{"experiment": p.experiment, "point": p.label, "reason": p.excluded} for p in pts if p.excluded],
+        "duplicates_skipped": gt.duplicates,
+        "async_fallback_experiments": sync_fallback,
+        "wall_time_s": round(wall, 3),
+    }
