@@ -13,7 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .validators import (
     Coeffs3,
-    FiniteGE0,
     FiniteGT0,
     Fraction01,
     Int,

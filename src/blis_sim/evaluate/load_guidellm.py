@@ -26,11 +26,10 @@ from .experiment import (
     Failure,
     Load,
     Point,
-    Server,
 )
 from .fields import Fields, GroundTruthError, as_float, as_int, measured_metrics, read_json, read_yaml
 from .load_combined import synthetic_lengths
-from .vllm_log import ServerLog, read_server_files
+from .vllm_log import ServerLog, read_server_files, server_settings
 
 FORMAT = "guidellm"
 SERVER_METRICS = "per_benchmark_server_metrics.json"
@@ -247,17 +246,7 @@ def _build(where: Path, name: str, exp_cfg: Fields | None, profile: Fields | Non
             points.append(_point(b, label, max_requests))
         except GroundTruthError as exc:
             failed.append(Failure(name, label, str(b.source), str(exc)))
-    server = Server(
-        max_model_len=_setting(where, exp_cfg, log, "max_model_len", log.max_model_len),
-        max_num_batched_tokens=_setting(where, exp_cfg, log, "max_num_batched_tokens"),
-        max_num_seqs=_setting(where, exp_cfg, log, "max_num_seqs"),
-        block_size=log.arg_int("block_size") or 16,
-        gpu_memory_utilization=log.gpu_memory_utilization or 0.9,
-        num_gpu_blocks=log.num_gpu_blocks,
-        num_gpu_blocks_source=log.num_gpu_blocks_field,
-    )
-    tp = (as_int(exp_cfg.raw("tensor_parallelism", None)) if exp_cfg is not None else None) or \
-        log.tensor_parallel_size or log.arg_int("tensor_parallel_size") or 1
+    server, tp = server_settings(where, exp_cfg, log)
     workload = (_first_str(exp_cfg, "workload") or _first_str(exp_cfg, "app") or "guidellm")
     exp = Experiment(
         name=name, format=FORMAT, source=str(where), model=model, gpu=None, tp=tp,
@@ -272,16 +261,6 @@ def _first_str(f: Fields | None, key: str) -> str | None:
         return None
     value = f.raw(key, None)
     return value.strip() if isinstance(value, str) and value.strip() else None
-
-
-def _setting(where: Path, exp_cfg: Fields | None, log: ServerLog, key: str, fallback: int | None = None) -> int:
-    if exp_cfg is not None and exp_cfg.has(key):
-        return exp_cfg.int(key, minimum=1)
-    value = log.arg_int(key) or fallback
-    if value is None:
-        raise GroundTruthError(where / "exp-config.yaml", key,
-                               "missing (and the vllm.log non-default args do not record it)")
-    return value
 
 
 def _data_block(where: Path, profile: Fields | None, args: Fields | None) -> Fields:

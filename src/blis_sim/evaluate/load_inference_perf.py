@@ -31,12 +31,11 @@ from .experiment import (
     LengthDist,
     Load,
     Point,
-    Server,
     SharedPrefixPool,
     SyntheticLengths,
 )
-from .fields import Fields, GroundTruthError, as_float, as_int, measured_metrics, read_json, read_yaml
-from .vllm_log import ServerLog, read_server_files
+from .fields import Fields, GroundTruthError, as_float, measured_metrics, read_json, read_yaml
+from .vllm_log import ServerLog, read_server_files, server_settings
 
 FORMAT = "inference-perf"
 _STAGE = re.compile(r"stage_(\d+)_lifecycle_metrics\.json$")
@@ -93,17 +92,7 @@ def load_inference_perf_folder(folder: Path, name: str | None = None) -> tuple[E
             failed.append(Failure(name, label, str(path), str(exc)))
 
     model = _model(folder, exp_cfg, server_cfg, log)
-    server = Server(
-        max_model_len=_setting(folder, exp_cfg, log, "max_model_len", log.max_model_len),
-        max_num_batched_tokens=_setting(folder, exp_cfg, log, "max_num_batched_tokens"),
-        max_num_seqs=_setting(folder, exp_cfg, log, "max_num_seqs"),
-        block_size=log.arg_int("block_size") or 16,
-        gpu_memory_utilization=log.gpu_memory_utilization or 0.9,
-        num_gpu_blocks=log.num_gpu_blocks,
-        num_gpu_blocks_source=log.num_gpu_blocks_field,
-    )
-    tp = (as_int(exp_cfg.raw("tensor_parallelism", None)) if exp_cfg is not None else None) or \
-        log.tensor_parallel_size or log.arg_int("tensor_parallel_size") or 1
+    server, tp = server_settings(folder, exp_cfg, log)
     exp = Experiment(
         name=name, format=FORMAT, source=str(folder), model=model, gpu=None, tp=tp,
         vllm_version=log.version, version_source=log.source if log.version else "",
@@ -207,16 +196,6 @@ def _model(folder: Path, exp_cfg: Fields | None, server_cfg: Fields | None, log:
             return value.strip()
     raise GroundTruthError(folder / "profile.yaml", "server.model_name",
                            "missing (and neither exp-config.yaml nor vllm.log names the model)")
-
-
-def _setting(folder: Path, exp_cfg: Fields | None, log: ServerLog, key: str, fallback: int | None = None) -> int:
-    if exp_cfg is not None and exp_cfg.has(key):
-        return exp_cfg.int(key, minimum=1)
-    value = log.arg_int(key) or fallback
-    if value is None:
-        raise GroundTruthError(folder / "exp-config.yaml", key,
-                               "missing (and no vllm.log records the server's setting)")
-    return value
 
 
 def _workload_label(exp_cfg: Fields | None, name: str, data: Fields) -> str:

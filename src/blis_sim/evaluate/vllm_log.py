@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .fields import as_float, as_int, read_json
+from .experiment import Server
+from .fields import Fields, GroundTruthError, as_float, as_int, read_json
 
 _VERSION = (re.compile(r"vLLM API server version v?([0-9][0-9A-Za-z.+\-]*)"),
             re.compile(r"LLM engine \(v([0-9][0-9A-Za-z.+\-]*)\)"))
@@ -157,3 +158,29 @@ def _collect(obj: Any, keys: tuple[str, ...], found: dict[str, Any], depth: int 
     elif isinstance(obj, list):
         for v in obj:
             _collect(v, keys, found, depth + 1)
+
+
+def server_settings(folder: Path, exp_cfg: Fields | None, log: ServerLog) -> tuple[Server, int]:
+    """The scheduler limits, KV facts and TP of the server behind a benchmark folder: ``exp-config.yaml`` first,
+    then what ``vllm.log`` records (its non-default args, its KV cache lines), then vLLM's defaults."""
+    def setting(key: str, fallback: int | None = None) -> int:
+        if exp_cfg is not None and exp_cfg.has(key):
+            return exp_cfg.int(key, minimum=1)
+        value = log.arg_int(key) or fallback
+        if value is None:
+            raise GroundTruthError(folder / "exp-config.yaml", key,
+                                   "missing (and no vllm.log records the server's setting)")
+        return value
+
+    server = Server(
+        max_model_len=setting("max_model_len", log.max_model_len),
+        max_num_batched_tokens=setting("max_num_batched_tokens"),
+        max_num_seqs=setting("max_num_seqs"),
+        block_size=log.arg_int("block_size") or 16,
+        gpu_memory_utilization=log.gpu_memory_utilization or 0.9,
+        num_gpu_blocks=log.num_gpu_blocks,
+        num_gpu_blocks_source=log.num_gpu_blocks_field,
+    )
+    tp = (as_int(exp_cfg.raw("tensor_parallelism", None)) if exp_cfg is not None else None) or \
+        log.tensor_parallel_size or log.arg_int("tensor_parallel_size") or 1
+    return server, tp
