@@ -649,6 +649,10 @@ from .evaluate.command import evaluate_command  # noqa: E402 - registered after 
 
 cli.add_command(evaluate_command)
 
+from .evaluate.calibrate_command import calibrate_command  # noqa: E402 - registered after the group is defined
+
+cli.add_command(calibrate_command)
+
 
 if __name__ == "__main__":
     main()

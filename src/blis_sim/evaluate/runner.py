@@ -92,7 +92,7 @@ def evaluate(ground_truth: Path | str, options: Options = Options(), progress: P
     sync_fallback: list[str] = []
     for exp in gt.experiments:
         try:
-            ctx, exp_plans = _plan(exp, options)
+            ctx, exp_plans = plan_experiment(exp, options)
         except Unsimulatable as exc:
             failed.extend(Failure(exp.name, p.label, exp.source, str(exc)) for p in exp.points)
             contexts[exp.name] = _context(exp, options, None)
@@ -106,7 +106,7 @@ def evaluate(ground_truth: Path | str, options: Options = Options(), progress: P
                     "experiment(s) measured with an asynchronous vLLM are simulated with the synchronous loop",
                     len(sync_fallback))
     outcomes = _run_all(plans, options.jobs, progress)
-    points, failed_points = _score(gt, outcomes, plans, contexts, options)
+    points, failed_points = score_outcomes(gt, outcomes, plans, contexts, options)
     failed.extend(failed_points)
     if not points:
         more = f" (and {len(failed) - 1} more failure(s))" if len(failed) > 1 else ""
@@ -133,7 +133,7 @@ def _context(exp: Experiment, options: Options, extra: dict | None) -> dict:
     return ctx
 
 
-def _plan(exp: Experiment, options: Options) -> tuple[dict, list[RunPlan]]:
+def plan_experiment(exp: Experiment, options: Options) -> tuple[dict, list[RunPlan]]:
     hw_path = packaged_hardware_config()
     folder = find_model_config(exp.model, options.model_configs)
     model = load_model(folder)
@@ -212,7 +212,7 @@ def _run_all(plans: list[RunPlan], jobs: int | None, progress: Progress | None) 
 
 
 # ------------------------------------------------------------------------------------------------------ scoring
-def _score(gt: GroundTruth, outcomes: list[RunOutcome], plans: list[RunPlan], contexts: dict[str, dict],
+def score_outcomes(gt: GroundTruth, outcomes: list[RunOutcome], plans: list[RunPlan], contexts: dict[str, dict],
            options: Options) -> tuple[list[ScoredPoint], list[Failure]]:
     by_exp = {e.name: e for e in gt.experiments}
     predicted: dict[tuple[str, int], tuple] = {}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterator
 
 import numpy as np
@@ -20,7 +20,9 @@ import numpy as np
 from .. import api
 from ..config import SimulationConfig
 from ..errors import InputError
-from ..latency.select import resolve_latency
+from ..latency.hardware import KEYS
+from ..latency.roofline_v1 import RooflineV1
+from ..latency.select import ResolvedLatency, resolve_latency
 from .experiment import ITL_BLIS, ITL_DECODE, ITL_POOLED, SEQUENTIAL, Lengths, Load, SharedPrefixPool
 from .workloads import Segment, shared_prefix_requests, staged_synthetic_requests, synthetic_requests
 
@@ -36,6 +38,9 @@ class RunPlan:
     loads: tuple[tuple[Load, int], ...]  # per point: its load and how many requests to simulate
     itl_definitions: tuple[str, ...]
     staged: bool  # the points are consecutive stages of this one run
+    # Roofline-v1 calibration keys (hardware_config.json spelling) replacing the GPU entry's values for this run;
+    # ``blis calibrate`` prices its candidates with it, without writing a hardware config per candidate.
+    hardware_override: tuple[tuple[str, float], ...] = ()
 
     @property
     def cost(self) -> int:
@@ -71,6 +76,8 @@ def run_plan(plan: RunPlan) -> RunOutcome:
             cfg = plan.cfg
             api.check_available(cfg)
             resolved = resolve_latency(cfg.latency, cfg.engine)
+            if plan.hardware_override:
+                resolved = _with_hardware(resolved, dict(plan.hardware_override), cfg.latency.alpha_coeffs)
             results = api.execute(api.PreparedRun(cfg, resolved, requests, len(requests)), collect_requests=True)
         except InputError as exc:
             return RunOutcome(plan.experiment, [], error=str(exc), wall_s=time.perf_counter() - started)
@@ -90,6 +97,17 @@ def run_plan(plan: RunPlan) -> RunOutcome:
         predicted = point_metrics(recs, itl, load.pattern == SEQUENTIAL) if recs else {}
         predictions.append(PointPrediction(point, predicted, seg.stop - seg.start, notes))
     return RunOutcome(plan.experiment, predictions, wall_s=time.perf_counter() - started, warnings=warnings)
+
+
+def _with_hardware(resolved: ResolvedLatency, override: dict[str, float], alpha) -> ResolvedLatency:
+    """``resolved`` with its roofline-v1 model rebuilt on the GPU entry with ``override``'s keys replaced (the KV
+    capacity is kept: evaluation plans always state it)."""
+    model = resolved.model
+    if not isinstance(model, RooflineV1):
+        raise InputError(f"a hardware-calibration override needs the roofline-v1 latency model, not {resolved.kind}")
+    hw = replace(model.hw, **{KEYS[key]: float(value) for key, value in override.items()})
+    hw.check_v1()
+    return replace(resolved, model=RooflineV1(model.model_cfg, hw, model.tp, alpha))
 
 
 def _requests(plan: RunPlan) -> tuple[list, list[Segment]]:
