@@ -152,12 +152,13 @@ class Instance:
         """Advance the boundaries of a stable decode-only batch that fall before ``bound``, exactly as single steps.
 
         ``step`` decodes every running request, admitted nobody and preempted nobody. Until a request finishes, a
-        running request cannot get a block, or something external happens, every following step is the same batch
-        with every context one token longer: each boundary emits one token per request and each formation takes a
-        block for the requests whose context reaches a block boundary and keys the blocks that fill, in the order
-        single stepping would (step by step, running order within a step). Only those block events and one
-        latency call per step cost anything here; per-request fields are brought up to date once at the end.
-        Returns the end of the last step formed, which becomes the in-flight step.
+        running request cannot get a block, a new block key could let the waiting head in, or something external
+        happens, every following step is the same batch with every context one token longer: each boundary emits
+        one token per request and each formation takes a block for the requests whose context reaches a block
+        boundary and keys the blocks that fill, in the order single stepping would (step by step, running order
+        within a step). Step durations come in chunks (vectorised when long); the block events are the only
+        per-step work, and per-request fields are brought up to date once at the end. Returns the end of the last
+        step formed, which becomes the in-flight step.
         """
         reqs = step.requests
         B = len(reqs)
@@ -187,8 +188,9 @@ class Instance:
         boundary = end
         prev = step.start
         while j < last and boundary < bound:
-            # Durations of steps j+1 .. j+m in one vectorised call; m covers every step that can end before
-            # ``bound`` (durations never shrink as contexts grow) or up to the first completion.
+            # Durations of steps j+1 .. j+m in one chunk; m covers every step that can end before ``bound``
+            # (durations never shrink as contexts grow; if a model's did, the loop takes another chunk) or up to
+            # the first completion.
             d_next = self.latency.decode_step_time(B, base_sum + (j + 1) * B)
             m = last - j
             if bound < NEVER:
