@@ -130,16 +130,10 @@ class Fields:
 
 def as_int(value: Any) -> int | None:
     """An integer from a JSON/YAML number or numeric string (integral floats allowed); None otherwise."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            return None
-    if isinstance(value, (int, float)) and math.isfinite(value) and float(value).is_integer():
-        return int(value)
-    return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    number = as_float(value)
+    return int(number) if number is not None and number.is_integer() else None
 
 
 def as_float(value: Any) -> float | None:
@@ -178,3 +172,15 @@ def measured_metrics(values: dict[str, Any], names: dict[str, str], path: Path |
                                    f"must be a finite number > 0 to compare against, got {_show(value)}")
         out[metric] = number
     return out
+
+
+def read_profile(folder: Path) -> dict | None:
+    """``folder/profile.yaml`` as a mapping, or None when it is absent or unreadable (format sniffing only)."""
+    profile = folder / "profile.yaml"
+    if not profile.is_file():
+        return None
+    try:
+        raw = read_yaml(profile)
+    except GroundTruthError:
+        return None
+    return raw if isinstance(raw, dict) else None

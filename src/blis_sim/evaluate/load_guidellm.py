@@ -27,7 +27,7 @@ from .experiment import (
     Load,
     Point,
 )
-from .fields import Fields, GroundTruthError, as_float, as_int, measured_metrics, read_json, read_yaml
+from .fields import Fields, read_profile, GroundTruthError, as_float, as_int, measured_metrics, read_json, read_yaml
 from .load_combined import synthetic_lengths
 from .vllm_log import ServerLog, read_server_files, server_settings
 
@@ -41,14 +41,8 @@ _SATURATION = "throughput benchmark: a saturation test (every request sent at on
 def is_guidellm_folder(folder: Path) -> bool:
     if any((folder / n).is_file() for n in (SERVER_METRICS, SUMMARY, *REPORT_FILES)):
         return True
-    profile = folder / "profile.yaml"
-    if not profile.is_file():
-        return False
-    try:
-        raw = read_yaml(profile)
-    except GroundTruthError:
-        return False
-    return isinstance(raw, dict) and any(k in raw for k in ("rate-type", "rate_type", "max-requests"))
+    raw = read_profile(folder)
+    return raw is not None and any(k in raw for k in ("rate-type", "rate_type", "max-requests"))
 
 
 def is_guidellm_report(raw: Any) -> bool:

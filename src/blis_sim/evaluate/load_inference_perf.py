@@ -34,7 +34,7 @@ from .experiment import (
     SharedPrefixPool,
     SyntheticLengths,
 )
-from .fields import Fields, GroundTruthError, as_float, measured_metrics, read_json, read_yaml
+from .fields import Fields, read_profile, GroundTruthError, as_float, measured_metrics, read_json, read_yaml
 from .vllm_log import ServerLog, read_server_files, server_settings
 
 FORMAT = "inference-perf"
@@ -46,14 +46,8 @@ def is_inference_perf_folder(folder: Path) -> bool:
     results = folder / "results"
     if results.is_dir() and any(_STAGE.search(p.name) or p.name == SUMMARY for p in results.iterdir()):
         return True
-    profile = folder / "profile.yaml"
-    if not profile.is_file():
-        return False
-    try:
-        raw = read_yaml(profile)
-    except GroundTruthError:
-        return False
-    return isinstance(raw, dict) and isinstance(raw.get("load"), dict) and isinstance(raw.get("data"), dict)
+    raw = read_profile(folder)
+    return raw is not None and isinstance(raw.get("load"), dict) and isinstance(raw.get("data"), dict)
 
 
 def load_inference_perf_folder(folder: Path, name: str | None = None) -> tuple[Experiment, list[Failure]]:
