@@ -283,7 +283,7 @@ class OurRun:
 
         def take(pool):
             if pool.num_touched >= pool.num_blocks:  # reuse of a released block: is it a cached one?
-                head = next(iter(pool.released))
+                head = pool.head()
                 if pool.key[head] is not None:
                     me.evictions += 1
             return orig_take(pool)

@@ -46,6 +46,8 @@ class Request:
         "blocks",
         "num_cached_blocks",
         "block_keys",
+        "seq",
+        "cohort_off",
         "instance",
         "priority",
         # timestamps (ticks)
@@ -82,7 +84,9 @@ class Request:
         self.num_placeholders = 0  # async scheduling: tokens in flight (ENGINE.md §7.8)
         self.blocks: list[int] = []
         self.num_cached_blocks = 0  # leading blocks whose keys are registered in the KV index
-        self.block_keys: list[bytes] = []  # chained prefix keys, computed lazily and cached
+        self.block_keys: list[int] = []  # prefix keys of its full blocks, computed on first use and cached
+        self.seq = 0  # admission order on its instance (renewed when readmitted after a preemption)
+        self.cohort_off = 0  # computed tokens less the instance's cohort level, while in its decode cohort
         self.instance = -1
         self.priority = 0.0
         self.enqueue_time = UNSET

@@ -43,15 +43,16 @@ def make_request(index, arrival, prompt, output):
 def check_instance(inst: Instance) -> None:
     """KV invariants of ENGINE.md §8.8 plus the status bookkeeping of the queues."""
     sched = inst.scheduler
-    owners = [r.blocks for r in sched.running]
+    running = inst.running_requests()
+    owners = [r.blocks for r in running]
     for r in sched.waiting:
         assert not r.blocks, "a waiting request owns blocks"
         assert r.status == RequestStatus.WAITING
-    for r in sched.running:
+    for r in running:
         assert r.status == RequestStatus.RUNNING
         assert len(r.blocks) == -(-r.num_computed_tokens // inst.block_size), r
     inst.kv.pool.check_invariants(owners)
-    assert len(sched.running) <= sched.max_running
+    assert len(running) <= sched.max_running
 
 
 class CheckedInstance(Instance):
@@ -82,7 +83,7 @@ class CheckedInstance(Instance):
             assert s.num_scheduled_tokens <= self.scheduler.token_budget
             thr = self.scheduler.long_prefill_threshold
             if thr:
-                assert max(s.num_new_tokens) <= thr
+                assert max(s.num_new_tokens, default=1) <= thr
             assert len(s.requests) == len(set(map(id, s.requests)))
             self.steps.append((now, end, s.num_scheduled_tokens))
         return end

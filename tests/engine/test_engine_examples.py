@@ -30,4 +30,4 @@ def test_preemption_example_18_3(skip_ahead):
     assert (inst.kv.hit_tokens, inst.kv.query_tokens) == (4, 17)
     assert inst.kv.num_used == 0
     # free queue order at the end, as the worked example states: [0, 2, 3, 1]
-    assert list(inst.kv.pool.released) == [0, 2, 3, 1]
+    assert inst.kv.pool.free_queue() == [0, 2, 3, 1]

@@ -26,7 +26,7 @@ def _state(sim):
         per_instance.append((
             st_.completed, st_.total_output_tokens, st_.total_input_tokens, st_.last_event_time, st_.num_steps,
             st_.hol_sum, st_.hol_steps, st_.ttft.counts, st_.e2e.counts, st_.itl.counts, st_.scheduling_delay.counts,
-            list(pool.ref_cnt), list(pool.key), list(pool.released), {k: list(v) for k, v in pool.index.items()},
+            list(pool.ref_cnt), list(pool.key), pool.free_queue(), {k: list(v) for k, v in pool.index.items()},
             pool.num_used, pool.num_touched, inst.kv.hit_tokens, inst.kv.query_tokens,
             inst.scheduler.num_preemptions, inst.scheduler.num_self_preemptions,
             [r.index for r in inst.scheduler.running], [r.index for r in inst.scheduler.waiting],
@@ -76,3 +76,26 @@ def test_stretch_stops_where_a_new_key_lets_the_waiting_head_in():
     w_single = next(r for r in single.routed if r.index == 1)
     assert w_single.first_scheduled == 3052  # the oracle's step 3
     assert single.instances[0].kv.hit_tokens == 8
+
+
+def test_decode_cohort_takes_the_steady_batch_without_the_reference_scheduler(monkeypatch):
+    """With ample budget and blocks the fast path never calls the reference scheduler (O(changes) per step), and
+    a tight budget sends it back to the reference scheduler, with the same results either way."""
+    from blis_sim.engine.scheduler import Scheduler
+
+    calls = []
+    original = Scheduler.schedule
+    monkeypatch.setattr(Scheduler, "schedule", lambda self, *a: calls.append(1) or original(self, *a))
+    reqs = [make_request(i, 300 * i, range(i, i + 20), range(1000 + 50 * i, 1040 + 50 * i)) for i in range(12)]
+    for budget, reference_calls in [(512, 0), (13, None)]:
+        engine = EngineConfig(block_size_in_tokens=4, total_kv_blocks=400, max_num_scheduled_tokens=budget)
+        calls.clear()
+        fast = simulate(copy.deepcopy(reqs), engine, LinearLatency(b0=700, b1=5, b2=3), skip_ahead=True)
+        fast_calls = len(calls)
+        single = simulate(copy.deepcopy(reqs), engine, LinearLatency(b0=700, b1=5, b2=3), skip_ahead=False)
+        assert _state(fast) == _state(single)
+        assert all(r.num_generated == 40 for r in fast.routed)
+        if reference_calls is not None:
+            assert fast_calls == reference_calls
+        else:
+            assert fast_calls > 0  # 12 requests at 20 tokens each do not fit 13 tokens per step

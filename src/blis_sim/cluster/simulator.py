@@ -49,7 +49,7 @@ class ClusterSimulator:
         return [
             Snapshot(
                 queue_depth=len(inst.scheduler.waiting),
-                batch_size=len(inst.scheduler.running),
+                batch_size=inst.num_running,
                 pending_requests=inst.num_pending,
                 kv_utilization=inst.kv.usage(),
                 free_kv_blocks=inst.kv.num_blocks - inst.kv.num_used,
@@ -139,6 +139,8 @@ class ClusterSimulator:
                 else:
                     payload.status = RequestStatus.REJECTED
                     self.num_rejected += 1
+        for inst in self.instances:
+            inst.finalize()
         if on_progress is not None:
             on_progress(self.clock, self.num_arrived)
 

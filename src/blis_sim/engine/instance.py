@@ -20,12 +20,14 @@ from ..kv.cache import KVCacheManager
 from ..latency.base import LatencyModel
 from ..metrics.counters import InstanceStats
 from ..request import Request, RequestStatus
+from .cohort import DecodeCohort, by_seq
 from .scheduler import Scheduler
 from .step import StepRecord
 
 log = logging.getLogger("blis_sim")
 
 NEVER = 2**63  # a bound no tick reaches
+MEMO_LIMIT = 1 << 18  # decode durations remembered per instance (about 25 MB at most)
 
 REASON_MODEL_LEN = "prompt + output tokens exceed --max-model-len"
 REASON_KV = "KV blocks needed exceed --total-kv-blocks"
@@ -49,6 +51,9 @@ class Instance:
         "in_flight",
         "step_pending",
         "num_pending",
+        "cohort",
+        "decode_memo",
+        "memo_stride",
     )
 
     def __init__(
@@ -75,6 +80,9 @@ class Instance:
         self.in_flight: StepRecord | None = None
         self.step_pending = False
         self.num_pending = 0  # routed here, not yet in the waiting queue
+        self.cohort = DecodeCohort(self.block_size)  # steady decoders of the fast path (skip_ahead only)
+        self.decode_memo: dict[int, int] = {}  # decode-only step durations by context sum * stride + batch size
+        self.memo_stride = cfg.max_num_running_reqs + 1
 
     # -- ENQUEUE ----------------------------------------------------------------------------------------------
     def enqueue(self, req: Request, now: int) -> bool:
@@ -123,61 +131,141 @@ class Instance:
         stats.last_event_time = now
         if self.asynchronous:
             return self._step_async(now)
-        if self.in_flight is not None:
-            self._apply(self.in_flight, now)
+        applied = self.in_flight
+        if applied is not None:
             self.in_flight = None
+            self._apply(applied, now)
         sched = self.scheduler
-        if not sched.waiting and not sched.running:
+        if not sched.waiting and not sched.running and not self.cohort.size:
             return None
-        step = sched.schedule(now)
-        assert step.requests, "internal error: empty batch with pending work"
+        step = self._form_fast(now) if self.skip_ahead else sched.schedule(now)
         stats.hol_sum += len(sched.waiting)
         stats.hol_steps += 1
         stats.num_steps += 1
         self.step_pending = True
+        assert step.requests or step.cohort_size, "internal error: empty batch with pending work"
         end = now + self.latency.step_time(step)
-        if (
-            self.skip_ahead
-            and end < bound
-            and not step.prefill_items
-            and not step.preempted
-            and not step.num_admitted
-            and len(step.requests) == len(sched.running)
-        ):
-            return self._skip_ahead(step, end, bound)
+        if self.skip_ahead and not step.requests and not step.preempted and end < bound:
+            return self._skip_ahead(step, end, bound)  # a cohort-only step: the batch is stable until it changes
         self.in_flight = step
         return end
 
-    def _skip_ahead(self, step: StepRecord, end: int, bound: int) -> int:
-        """Advance the boundaries of a stable decode-only batch that fall before ``bound``, exactly as single steps.
+    def _form_fast(self, now: int) -> StepRecord:
+        """Form the next synchronous batch with the decode cohort taken as a whole (engine/cohort.py).
 
-        ``step`` decodes every running request, admitted nobody and preempted nobody. Until a request finishes, a
-        running request cannot get a block, a new block key could let the waiting head in, or something external
-        happens, every following step is the same batch with every context one token longer: each boundary emits
-        one token per request and each formation takes a block for the requests whose context reaches a block
-        boundary and keys the blocks that fill, in the order single stepping would (step by step, running order
-        within a step). Step durations come in chunks (vectorised when long); the block events are the only
-        per-step work, and per-request fields are brought up to date once at the end. Returns the end of the last
-        step formed, which becomes the in-flight step.
+        Running requests that decode next join the cohort; the rest (prompt chunks) stay in ``running``. When
+        the token budget and the free blocks cover every running request, vLLM's Phase A gives each its full
+        share in admission order without preempting anyone, so only the cohort's block events and the other
+        requests need visiting; the takes and the key registrations happen in admission order, as Phase A's
+        would. Otherwise the cohort is written back and the step is formed by the reference scheduler.
         """
-        reqs = step.requests
-        B = len(reqs)
-        # Step j (0 = ``step``) produces output token g + 1 + j; the first completion ends step ``last``.
-        last = min(r.num_output_tokens - r.num_generated for r in reqs) - 1
+        sched = self.scheduler
+        cohort = self.cohort
+        running = sched.running
+        if running:
+            kept = []
+            for r in running:
+                g = r.num_generated
+                if g and r.num_computed_tokens == r.num_prompt_tokens + g - 1:
+                    cohort.join(r)
+                else:
+                    kept.append(r)
+            if len(kept) < len(running):
+                sched.running = running = kept
+        bs = self.block_size
+        kv = self.kv
+        pool = kv.pool
+        level = cohort.level
+        size = cohort.size
+        takers = cohort.takers(level) if size else []
+        demand = size
+        need = len(takers)
+        thr = sched.long_prefill_threshold
+        shares = []
+        for r in running:
+            c = r.num_computed_tokens
+            k = r.num_prompt_tokens + r.num_generated - c
+            if 0 < thr < k:
+                k = thr
+            shares.append(k)
+            demand += k
+            extra = -(-(c + k) // bs) - len(r.blocks)
+            if extra > 0:
+                need += extra
+        if demand > sched.token_budget or need > pool.num_blocks - pool.num_used:
+            if size:
+                sched.running = sorted(running + cohort.dissolve(), key=by_seq)
+            return sched.schedule(now)
+        step = StepRecord(now)
+        fillers = cohort.fillers(level) if size else []
+        take = pool.take
+        register = kv.register_full_blocks
+        if running:
+            # block takes, then key registrations, each in admission order over the cohort and the others
+            ti = 0
+            for r, k in zip(running, shares):
+                seq = r.seq
+                while ti < len(takers) and takers[ti].seq < seq:
+                    takers[ti].blocks.append(take())
+                    ti += 1
+                extra = -(-(r.num_computed_tokens + k) // bs) - len(r.blocks)
+                if extra > 0:
+                    r.blocks.extend(pool.take_many(extra))
+            for t in takers[ti:]:
+                t.blocks.append(take())
+            fi = 0
+            for r, k in zip(running, shares):
+                seq = r.seq
+                while fi < len(fillers) and fillers[fi].seq < seq:
+                    f = fillers[fi]
+                    register(f, level + f.cohort_off + 1)
+                    fi += 1
+                register(r, r.num_computed_tokens + k)  # a prompt chunk never passes its known tokens
+            for f in fillers[fi:]:
+                register(f, level + f.cohort_off + 1)
+            record = sched.record
+            for r, k in zip(running, shares):
+                record(step, r, k)
+        else:
+            for t in takers:
+                t.blocks.append(take())
+            for f in fillers:
+                register(f, level + f.cohort_off + 1)
+        if size:
+            step.num_decodes += size
+            step.decode_context_sum += size * level + cohort.sum_off
+            step.cohort_size = size
+            step.cohort_level = level
+        budget = sched.token_budget - demand
+        if budget > 0 and sched.waiting:
+            sched.admit_waiting(step, budget, len(running) + size, now)
+        return step
+
+    def _skip_ahead(self, step: StepRecord, end: int, bound: int) -> int:
+        """Advance the boundaries of a cohort-only step's stable batch that fall before ``bound``, exactly as
+        single steps.
+
+        Until a member finishes, a member cannot get a block, a new block key could let the waiting head in, or
+        something external happens, every following step is the same cohort one level up: each boundary emits
+        one token per member, and each formation takes a block for the members whose context reaches a block
+        boundary and keys the blocks that fill, in admission order (the cohort's buckets). Step durations come
+        in chunks (vectorised when long); the block events are the only per-step work. Returns the end of the
+        last step formed, which becomes the in-flight step.
+        """
+        cohort = self.cohort
+        B = cohort.size
+        level0 = step.cohort_level
+        # The step formed at level ``level0 + last`` gives the first member its last token.
+        last = cohort.finishes[0][0] - level0
         if last <= 0 or end >= bound:
             self.in_flight = step
             return end
-        bs = self.block_size
         kv = self.kv
         pool = kv.pool
         a2 = self.output_token_time
         itl = self.stats.itl.counts
-        # Requests by their context's phase within a block: at the formation of step j + 1 a request whose
-        # context before that step, c + j, is a multiple of bs takes a block, and one with c + j + 1 a multiple
-        # of bs fills (keys) its last block. ``c`` here is num_computed_tokens after forming step 0.
-        by_phase: dict[int, list[Request]] = {}
-        for r in reqs:
-            by_phase.setdefault(r.num_computed_tokens % bs, []).append(r)
+        buckets = cohort.buckets
+        bs = self.block_size
         base_sum = step.decode_context_sum  # context sum of step j is base_sum + j * B
         # A waiting request that did not fit stays out while free blocks only shrink, unless a block keyed during
         # the stretch adds to its prefix hits; that matters only when the running cap and the token budget
@@ -191,54 +279,58 @@ class Instance:
             # Durations of steps j+1 .. j+m in one chunk; m covers every step that can end before ``bound``
             # (durations never shrink as contexts grow; if a model's did, the loop takes another chunk) or up to
             # the first completion.
-            d_next = self.latency.decode_step_time(B, base_sum + (j + 1) * B)
+            d_next = self._decode_durations(B, base_sum + (j + 1) * B, 1)[0]
             m = last - j
             if bound < NEVER:
                 m = min(m, (bound - boundary) // max(d_next, 1) + 1)
-            durations = self._decode_durations(B, base_sum + B * (j + 1), m, d_next)
+            durations = self._decode_durations(B, base_sum + B * (j + 1), m)
             # bounds[i] = end of step j + i: bounds[0] is ``boundary``; the first n of them (< bound) are processed
             bounds = list(accumulate(durations, initial=boundary))
             n = min(bisect_left(bounds, bound, 0, m), last - j)  # bounds never decrease
-            # KV events of the formations that follow those boundaries, in single-stepping order (the bodies of
-            # BlockPool.take/register and KVCacheManager.block_key, inlined: this loop sees every block a
-            # decode fills)
+            # KV events of the formations that follow those boundaries, in single-stepping order (the body of
+            # KVCacheManager.register_full_blocks inlined: this loop sees every block a decode fills). The formation after boundary j + i is at level level0 + j + i + 1.
             block_key_of = pool.key
             index = pool.index
+            phase = (-(level0 + j + 1)) % bs  # bucket of the takers at the first formation; fillers one below
             for i in range(n):
-                jj = j + i
-                fillers = by_phase.get((-jj - 1) % bs)
+                fillers = buckets[phase - 1]  # phase 0 -> bucket bs - 1
                 if fillers and watch_keys:
                     n = i  # a new key could give the waiting head enough prefix hits: form that step normally
                     break
-                takers = by_phase.get(-jj % bs)
+                takers = buckets[phase]
                 if takers:
                     if len(takers) > pool.num_blocks - pool.num_used:
-                        n = i  # forming step jj + 1 would preempt: leave that boundary to the normal path
+                        n = i  # forming this step would preempt: leave that boundary to the normal path
                         break
                     for r in takers:
                         r.blocks.append(pool.take())
-                if fillers:
-                    for r in fillers:
-                        idx = r.num_cached_blocks  # the one block that fills now: all before it are keyed
-                        keys = r.block_keys
-                        key = keys[idx] if idx < len(keys) else kv.block_key(r, idx)
-                        block = r.blocks[idx]
-                        block_key_of[block] = key
-                        holders = index.get(key)
-                        if holders is None:
-                            index[key] = [block]
-                        else:
-                            holders.append(block)
-                        r.num_cached_blocks = idx + 1
+                for r in fillers:
+                    idx = r.num_cached_blocks  # the one block that fills now: all before it are keyed
+                    key = (r.block_keys or kv.keys_of(r))[idx]
+                    block = r.blocks[idx]
+                    block_key_of[block] = key
+                    holders = index.get(key)
+                    if holders is None:
+                        index[key] = [block]
+                    else:
+                        holders.append(block)
+                    r.num_cached_blocks = idx + 1
+                phase = phase - 1 if phase else bs - 1
             if n == 0:
                 break
             # tokens emitted at the n boundaries b_j .. b_{j+n-1}; the interval closed by b_{j+i} (i >= 1) is
-            # durations[i - 1]. The very first boundary of the stretch is per request (requests may have had
-            # different previous token times); every later one is shared by all B requests.
+            # durations[i - 1]. At the very first boundary of the stretch the cohort's newcomers have their own
+            # previous token times; every later one is shared by all B members.
             if j == 0:
-                for r in reqs:
+                newcomers = cohort.newcomers
+                for r in newcomers:
                     v = boundary - r.last_token + a2
                     itl[v] = itl.get(v, 0) + 1
+                rest = B - len(newcomers)
+                newcomers.clear()
+                if rest:
+                    v = boundary - cohort.last_emit + a2
+                    itl[v] = itl.get(v, 0) + rest
             else:
                 v = boundary - prev + a2
                 itl[v] = itl.get(v, 0) + B
@@ -251,39 +343,57 @@ class Instance:
             if n < len(durations):
                 break
         if j:
-            for r in reqs:
-                r.num_generated += j
-                r.num_computed_tokens += j
-                r.last_token = prev
+            cohort.level = level0 + j
+            cohort.last_emit = prev
             stats = self.stats
             stats.total_output_tokens += B * j
             stats.num_steps += j
             stats.hol_sum += j * len(self.scheduler.waiting)
             stats.hol_steps += j
             stats.last_event_time = prev
-            step = StepRecord.decode_only(prev, reqs, base_sum + j * B)
+            step = StepRecord.cohort_only(prev, B, level0 + j, base_sum + j * B)
         self.in_flight = step
         return boundary
 
-    def _decode_durations(self, num_decodes: int, first_sum: int, m: int, first: int) -> list[int]:
-        """Durations of ``m`` consecutive decode-only steps whose context sums start at ``first_sum`` (the
-        first duration, ``first``, is already known). Long runs go through the model's vectorised path."""
+    def _decode_durations(self, num_decodes: int, first_sum: int, m: int) -> list[int]:
+        """Durations of ``m`` consecutive decode-only steps whose context sums start at ``first_sum``.
+
+        Long runs go through the model's vectorised path; short ones through a memo of the model's (pure)
+        ``decode_step_time``: batch sizes and context sums recur across a run, so most lookups hit.
+        """
         vectorised = getattr(self.latency, "decode_step_times", None)
         if m > 32 and vectorised is not None:
             sums = first_sum + num_decodes * np.arange(m, dtype=np.int64)
             return vectorised(num_decodes, sums).tolist()
+        memo = self.decode_memo
+        if len(memo) > MEMO_LIMIT:
+            memo.clear()
         f = self.latency.decode_step_time
-        return [first] + [f(num_decodes, first_sum + i * num_decodes) for i in range(1, m)]
+        stride = self.memo_stride
+        key = first_sum * stride + num_decodes  # (context sum, batch size) in one int
+        step = num_decodes * stride
+        out = []
+        for _ in range(m):
+            v = memo.get(key)
+            if v is None:
+                v = memo[key] = f(num_decodes, key // stride)
+            out.append(v)
+            key += step
+        return out
 
     def _apply(self, step: StepRecord, now: int) -> None:
         """Results of the step that ends at ``now``: each request that caught up with its known tokens emits its
-        next token; finished requests release their KV (§7.4–§7.5, and §7.8 for placeholders)."""
+        next token; finished requests release their KV (§7.4–§7.5, and §7.8 for placeholders), in the order
+        the step scheduled them."""
         a2 = self.output_token_time
         stats = self.stats
         itl = stats.itl.counts
+        finishing = self._apply_cohort(step, now) if step.cohort_size else None
         finished_running = finished_waiting = False
         asynchronous = self.asynchronous
         for req in step.emits:
+            if finishing and finishing[0].seq < req.seq:
+                finishing = self._finish_cohort(finishing, req.seq, now)
             req.num_placeholders -= 1
             N = req.num_output_tokens
             if N == 0:  # prefill-only: finishes without a token
@@ -312,11 +422,67 @@ class Instance:
                 finished_waiting |= req.status == RequestStatus.WAITING  # preempted after its last formation
                 self._finish(req, now, now - req.arrival + N * a2)
                 finished_running = True
+        if finishing:
+            self._finish_cohort(finishing, NEVER, now)
         if finished_running:
             sched = self.scheduler
             sched.running = [r for r in sched.running if r.status == RequestStatus.RUNNING]
             if finished_waiting:
                 sched.waiting = deque(r for r in sched.waiting if r.status == RequestStatus.WAITING)
+
+    def _apply_cohort(self, step: StepRecord, now: int) -> list[Request]:
+        """The cohort's share of a step's results: one token per member, counted at once. Returns the members
+        that got their last token (out of the cohort, counters written back), in admission order."""
+        cohort = self.cohort
+        level = step.cohort_level
+        finishing = cohort.pop_finishing(level)
+        cohort.level = level + 1
+        a2 = self.output_token_time
+        itl = self.stats.itl.counts
+        newcomers = cohort.newcomers
+        for r in newcomers:
+            v = now - r.last_token + a2
+            itl[v] = itl.get(v, 0) + 1
+        rest = step.cohort_size - len(newcomers)
+        newcomers.clear()
+        if rest:
+            v = now - cohort.last_emit + a2
+            itl[v] = itl.get(v, 0) + rest
+        cohort.last_emit = now
+        self.stats.total_output_tokens += step.cohort_size
+        for r in finishing:
+            r.num_generated = r.num_output_tokens
+            r.num_computed_tokens = level + r.cohort_off + 1
+            r.last_token = now
+        return finishing
+
+    def _finish_cohort(self, finishing: list[Request], before_seq: int, now: int) -> list[Request]:
+        """Finish the cohort members admitted before ``before_seq``; returns the rest."""
+        a2 = self.output_token_time
+        i = 0
+        while i < len(finishing) and finishing[i].seq < before_seq:
+            r = finishing[i]
+            self._finish(r, now, now - r.arrival + r.num_output_tokens * a2)
+            i += 1
+        return finishing[i:]
+
+    # -- views for the world outside the hot loop -------------------------------------------------------------
+    @property
+    def num_running(self) -> int:
+        return len(self.scheduler.running) + self.cohort.size
+
+    def running_requests(self) -> list[Request]:
+        """Every running request in admission order, with explicit counters (the cohort's written back)."""
+        if not self.cohort.size:
+            return list(self.scheduler.running)
+        in_flight = self.in_flight
+        members = self.cohort.materialize(1 if in_flight is not None and in_flight.cohort_size else 0)
+        return sorted(self.scheduler.running + members, key=by_seq)
+
+    def finalize(self) -> None:
+        """End of the run: every request's counters explicit, ``running`` the whole running batch."""
+        if self.cohort.size:
+            self.scheduler.running = self.running_requests()
 
     # -- asynchronous scheduling (§7.8) -----------------------------------------------------------------------
     def _step_async(self, now: int) -> int | None:

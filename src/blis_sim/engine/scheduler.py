@@ -30,6 +30,7 @@ class Scheduler:
         "block_size",
         "num_preemptions",
         "num_self_preemptions",
+        "num_admissions",
         "scheduling_delays",
     )
 
@@ -44,6 +45,7 @@ class Scheduler:
         self.block_size = cfg.block_size_in_tokens
         self.num_preemptions = 0
         self.num_self_preemptions = 0  # kv_allocation_failures: a request gave up its own blocks
+        self.num_admissions = 0  # also the admission sequence number (Request.seq) of the latest admission
 
     def schedule(self, now: int, start: int | None = None) -> StepRecord:
         """Form the batch decided at ``now`` that runs from ``start`` (default ``now``; later when asynchronous
@@ -86,47 +88,60 @@ class Scheduler:
                         self.num_self_preemptions += 1
                         break
                 else:
-                    self._record(step, req, k)
+                    self.record(step, req, k)
                     budget -= k
                     i += 1
                     continue
                 break
-            self._record(step, req, k)
+            self.record(step, req, k)
             budget -= k
             i += 1
 
         # Phase B: waiting requests, only when nothing was preempted.
         if not step.preempted:
-            waiting = self.waiting
-            while waiting and budget > 0 and len(running) < self.max_running:
-                req = waiting[0]
-                hits = kv.lookup(req)
-                cached = len(hits) * bs
-                num_tokens = req.num_prompt_tokens + req.num_generated
-                k = num_tokens - cached
-                if 0 < thr < k:
-                    k = thr
-                if k > budget:
-                    k = budget
-                if not kv.allocate_waiting(req, hits, k):
-                    break  # the head stays; nothing behind it runs (FCFS)
-                waiting.popleft()
-                running.append(req)
-                step.num_admitted += 1
-                req.status = _RUNNING
-                req.num_computed_tokens = cached
-                kv.query_tokens += num_tokens
-                kv.hit_tokens += cached
-                if req.first_scheduled < 0:
-                    req.first_scheduled = start
-                    d = start - req.arrival
-                    self.scheduling_delays[d] = self.scheduling_delays.get(d, 0) + 1
-                self._record(step, req, k)
-                budget -= k
+            self.admit_waiting(step, budget, len(running), start)
         return step
 
+    def admit_waiting(self, step: StepRecord, budget: int, num_running: int, start: int) -> None:
+        """Phase B: admit waiting requests in FCFS order while the budget, the running cap and the KV cache allow;
+        ``num_running`` counts every running request (also those the instance keeps outside ``running``)."""
+        waiting = self.waiting
+        running = self.running
+        kv = self.kv
+        bs = self.block_size
+        thr = self.long_prefill_threshold
+        max_running = self.max_running
+        while waiting and budget > 0 and num_running < max_running:
+            req = waiting[0]
+            hits = kv.lookup(req)
+            cached = len(hits) * bs
+            num_tokens = req.num_prompt_tokens + req.num_generated
+            k = num_tokens - cached
+            if 0 < thr < k:
+                k = thr
+            if k > budget:
+                k = budget
+            if not kv.allocate_waiting(req, hits, k):
+                break  # the head stays; nothing behind it runs (FCFS)
+            waiting.popleft()
+            running.append(req)
+            num_running += 1
+            self.num_admissions += 1
+            req.seq = self.num_admissions
+            step.num_admitted += 1
+            req.status = _RUNNING
+            req.num_computed_tokens = cached
+            kv.query_tokens += num_tokens
+            kv.hit_tokens += cached
+            if req.first_scheduled < 0:
+                req.first_scheduled = start
+                d = start - req.arrival
+                self.scheduling_delays[d] = self.scheduling_delays.get(d, 0) + 1
+            self.record(step, req, k)
+            budget -= k
+
     @staticmethod
-    def _record(step: StepRecord, req: Request, k: int) -> None:
+    def record(step: StepRecord, req: Request, k: int) -> None:
         c = req.num_computed_tokens
         ph = req.num_placeholders
         known = req.num_prompt_tokens + req.num_generated + ph

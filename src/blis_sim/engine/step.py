@@ -10,7 +10,8 @@ from ..request import Request
 
 
 class StepRecord:
-    """One scheduled batch. Lists are parallel and in scheduling order."""
+    """One scheduled batch. Lists are parallel and in scheduling order; the decode cohort's members (fast path)
+    are counted in the decode totals and ``cohort_size`` only."""
 
     __slots__ = (
         "requests",
@@ -24,6 +25,8 @@ class StepRecord:
         "emits",
         "start",
         "end",
+        "cohort_size",
+        "cohort_level",
     )
 
     def __init__(self, start: int) -> None:
@@ -39,6 +42,9 @@ class StepRecord:
         self.emits: list[Request] = []  # requests whose computed tokens catch up: each gets a token at the end
         self.start = start  # tick the step starts
         self.end = start  # tick its results apply (set once priced)
+        # the instance's decode cohort (engine/cohort.py): members decoding in this step, outside ``requests``
+        self.cohort_size = 0
+        self.cohort_level = 0  # the cohort's level when this step was formed
 
     @property
     def num_scheduled_tokens(self) -> int:
@@ -48,12 +54,11 @@ class StepRecord:
         return len(self.requests)
 
     @classmethod
-    def decode_only(cls, start: int, requests: list[Request], context_sum: int) -> "StepRecord":
-        """The record of a step in which every request of ``requests`` decodes one token."""
+    def cohort_only(cls, start: int, size: int, level: int, context_sum: int) -> "StepRecord":
+        """A step in which the decode cohort, and nothing else, decodes one token per member."""
         step = cls(start)
-        step.requests = requests
-        step.emits = requests
-        step.num_new_tokens = [1] * len(requests)
-        step.num_decodes = len(requests)
+        step.num_decodes = size
         step.decode_context_sum = context_sum
+        step.cohort_size = size
+        step.cohort_level = level
         return step

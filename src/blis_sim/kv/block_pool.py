@@ -2,25 +2,28 @@
 
 Blocks are plain integers; their state lives in two parallel lists. Block ids are handed out in order the first
 time (0, 1, 2, ...), so blocks that were never used need no state at all: the free queue is "the untouched ids
-from ``num_touched`` up", followed by the released blocks in release order (an OrderedDict: O(1) pop from the
-head, append at the tail and removal from the middle when a prefix hit revives a cached free block).
+from ``num_touched`` up", followed by the released blocks in release order. Those sit in a deque (O(1) at both
+ends); a prefix hit that revives a cached free block from the middle of the queue leaves its entry in place and
+counts it in ``stale``, and the entry is skipped when it reaches the head. A block's stale entry always precedes
+any later entry of the same block (the queue is first-in first-out), so the first one met is the stale one.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import deque
 
 
 class BlockPool:
-    __slots__ = ("num_blocks", "ref_cnt", "key", "num_touched", "released", "index", "num_used")
+    __slots__ = ("num_blocks", "ref_cnt", "key", "num_touched", "released", "stale", "index", "num_used")
 
     def __init__(self, num_blocks: int) -> None:
         self.num_blocks = num_blocks
         self.ref_cnt: list[int] = []  # per touched block
-        self.key: list[bytes | None] = []  # prefix key of a full block, kept while the block is free
+        self.key: list[int | None] = []  # prefix key of a full block, kept while the block is free
         self.num_touched = 0  # ids >= this were never used: they sit at the head of the free queue, in order
-        self.released: OrderedDict[int, None] = OrderedDict()  # free touched blocks, LRU first
-        self.index: dict[bytes, list[int]] = {}  # key -> blocks holding it, earliest first
+        self.released: deque[int] = deque()  # free touched blocks, LRU first, plus stale entries
+        self.stale: dict[int, int] = {}  # block -> entries of it in ``released`` that a revival made stale
+        self.index: dict[int, list[int]] = {}  # key -> blocks holding it, earliest first
         self.num_used = 0
 
     @property
@@ -29,70 +32,108 @@ class BlockPool:
 
     def take(self) -> int:
         """Pop the head of the free queue for a new use; evicts the block's old key (§8.4.1)."""
+        self.num_used += 1
         if self.num_touched < self.num_blocks:
             block = self.num_touched
-            self.num_touched += 1
+            self.num_touched = block + 1
             self.ref_cnt.append(1)
             self.key.append(None)
-        else:
-            block, _ = self.released.popitem(last=False)
-            old = self.key[block]
-            if old is not None:
-                self._unindex(old, block)
-                self.key[block] = None
-            self.ref_cnt[block] = 1
-        self.num_used += 1
+            return block
+        block = self.released.popleft()
+        if self.stale:
+            while block in self.stale:
+                self._drop_stale(block)
+                block = self.released.popleft()
+        self.ref_cnt[block] = 1
+        old = self.key[block]
+        if old is not None:
+            self.key[block] = None
+            holders = self.index[old]
+            if len(holders) == 1:
+                del self.index[old]
+            else:
+                holders.remove(block)
         return block
+
+    def _drop_stale(self, block: int) -> None:
+        left = self.stale[block] - 1
+        if left:
+            self.stale[block] = left
+        else:
+            del self.stale[block]
 
     def take_many(self, n: int) -> list[int]:
         """``n`` blocks from the head of the free queue, in order (untouched ids first, in one slice)."""
-        fresh = min(n, self.num_blocks - self.num_touched)
-        if fresh == n:
-            start = self.num_touched
-            self.num_touched = start + n
-            self.ref_cnt.extend([1] * n)
-            self.key.extend([None] * n)
-            self.num_used += n
-            return list(range(start, start + n))
-        return [self.take() for _ in range(n)]
+        start = self.num_touched
+        fresh = min(n, self.num_blocks - start)
+        if fresh:
+            self.num_touched = start + fresh
+            self.ref_cnt.extend([1] * fresh)
+            self.key.extend([None] * fresh)
+            self.num_used += fresh
+            if fresh == n:
+                return list(range(start, start + n))
+        out = list(range(start, start + fresh))
+        if self.stale:
+            out.extend(self.take() for _ in range(n - fresh))
+            return out
+        # the body of ``take`` for released blocks, in one loop
+        popleft = self.released.popleft
+        ref_cnt = self.ref_cnt
+        key = self.key
+        index = self.index
+        for _ in range(n - fresh):
+            block = popleft()
+            ref_cnt[block] = 1
+            old = key[block]
+            if old is not None:
+                key[block] = None
+                holders = index[old]
+                if len(holders) == 1:
+                    del index[old]
+                else:
+                    holders.remove(block)
+            out.append(block)
+        self.num_used += n - fresh
+        return out
 
     def revive(self, block: int) -> None:
         """Share a cached block found by a prefix lookup (it may be free: then it leaves the free queue)."""
         if self.ref_cnt[block] == 0:
-            del self.released[block]
+            self.stale[block] = self.stale.get(block, 0) + 1  # its queue entry is skipped when met
             self.num_used += 1
         self.ref_cnt[block] += 1
 
     def release(self, blocks: list[int]) -> None:
         """Drop one reference on each block, last block first, so a request's tail is reused first (§8.5)."""
         ref_cnt = self.ref_cnt
-        released = self.released
+        append = self.released.append
+        freed = 0
         for block in reversed(blocks):
-            ref_cnt[block] -= 1
-            if ref_cnt[block] == 0:
-                released[block] = None
-                self.num_used -= 1
+            n = ref_cnt[block] - 1
+            ref_cnt[block] = n
+            if not n:
+                append(block)
+                freed += 1
+        self.num_used -= freed
 
-    def register(self, block: int, key: bytes) -> None:
-        """Give a newly full block its prefix key; other blocks already holding the key stay listed."""
-        self.key[block] = key
-        holders = self.index.get(key)
-        if holders is None:
-            self.index[key] = [block]
-        else:
-            holders.append(block)
+    def free_queue(self) -> list[int]:
+        """The released blocks in the order they will be reused (untouched ids come before all of them)."""
+        skip = dict(self.stale)
+        out = []
+        for block in self.released:
+            if skip.get(block):
+                skip[block] -= 1
+            else:
+                out.append(block)
+        return out
 
-    def cached_block(self, key: bytes) -> int | None:
-        """Earliest-registered block still holding ``key``, if any."""
-        holders = self.index.get(key)
-        return holders[0] if holders is not None else None
-
-    def _unindex(self, key: bytes, block: int) -> None:
-        holders = self.index[key]
-        if len(holders) == 1:
-            del self.index[key]
-        else:
-            holders.remove(block)
+    def head(self) -> int | None:
+        """The block the next ``take`` returns."""
+        if self.num_touched < self.num_blocks:
+            return self.num_touched
+        queue = self.free_queue()
+        return queue[0] if queue else None
 
     def check_invariants(self, owners: list[list[int]]) -> None:
         """§8.8, for tests: ``owners`` are the block lists of every request that holds blocks."""
@@ -102,10 +143,13 @@ class BlockPool:
                 counts[b] = counts.get(b, 0) + 1
         used = [b for b in range(self.num_touched) if self.ref_cnt[b] > 0]
         assert len(used) == self.num_used, (len(used), self.num_used)
-        assert self.num_used + len(self.released) + (self.num_blocks - self.num_touched) == self.num_blocks
+        queue = self.free_queue()
+        assert len(set(queue)) == len(queue)
+        assert self.num_used + len(queue) + (self.num_blocks - self.num_touched) == self.num_blocks
+        free = set(queue)
         for b in range(self.num_touched):
             assert self.ref_cnt[b] == counts.get(b, 0), (b, self.ref_cnt[b], counts.get(b, 0))
-            assert (b in self.released) == (self.ref_cnt[b] == 0)
+            assert (b in free) == (self.ref_cnt[b] == 0)
         for key, holders in self.index.items():
             assert len(set(holders)) == len(holders)
             for b in holders:

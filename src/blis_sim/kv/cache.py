@@ -1,19 +1,18 @@
 """Per-instance KV cache manager: the four questions the scheduler asks (ENGINE.md §8.3–§8.5).
 
 ``lookup`` (prefix-cache hits of a waiting request), ``allocate_running`` / ``allocate_waiting`` (all-or-nothing:
-``False`` means "does not fit", and the caller picks a victim), ``free``, and ``usage``. Prefix keys are chained
-BLAKE2b digests of the known tokens, computed once per block and cached on the request, so equal prefixes give
-equal keys in every process.
+``False`` means "does not fit", and the caller picks a victim), ``free``, and ``usage``. The key of block j is the
+128-bit XXH3 digest of every token up to the end of block j (so it depends on the whole prefix, like vLLM's
+chained block hashes), computed for all of a request's blocks in one pass and cached on the request; equal
+prefixes give equal keys in every process.
 """
 
 from __future__ import annotations
 
-from hashlib import blake2b
+from xxhash import xxh3_128
 
 from ..request import Request
 from .block_pool import BlockPool
-
-_ROOT_KEY = bytes(16)
 
 
 class KVCacheManager:
@@ -27,44 +26,62 @@ class KVCacheManager:
         self.hit_tokens = 0
 
     # -- keys -------------------------------------------------------------------------------------------------
-    def block_key(self, req: Request, j: int) -> bytes:
-        """Key of block j of the request's tokens: a digest of the parent key and the block's tokens.
-
-        The first call computes the keys of every full block of the request's whole token sequence (prompt and
-        the outputs it will generate) in one pass over one bytes object; keys are cached on the request.
-        """
+    def keys_of(self, req: Request) -> list[int]:
+        """Keys of every full block of the request's whole token sequence (prompt and the outputs it will
+        generate): block j's key is the digest of its tokens up to the end of that block. Computed in one pass
+        of an incremental hasher on first use and cached on the request."""
         keys = req.block_keys
-        if j >= len(keys):
+        if not keys:
             step = self.block_size * 8  # int64 tokens
             data = req.tokens.tobytes()
-            parent = keys[-1] if keys else _ROOT_KEY
+            hasher = xxh3_128()
+            update = hasher.update
+            digest = hasher.intdigest
             append = keys.append
-            for start in range(len(keys) * step, len(data) - step + 1, step):
-                parent = blake2b(parent + data[start : start + step], digest_size=16).digest()
-                append(parent)
-        return keys[j]
+            for start in range(0, len(data) - step + 1, step):
+                update(data[start : start + step])
+                append(digest())
+        return keys
+
+    def block_key(self, req: Request, j: int) -> int:
+        """Key of block j of the request's tokens."""
+        return self.keys_of(req)[j]
 
     def register_full_blocks(self, req: Request, num_computed: int) -> None:
         """Key every block that is full once ``num_computed`` tokens are in the cache (§8.4.2)."""
         full = num_computed // self.block_size
-        if full > req.num_cached_blocks:
+        first = req.num_cached_blocks
+        if full > first:
+            keys = self.keys_of(req)
             blocks = req.blocks
-            register = self.pool.register
-            for j in range(req.num_cached_blocks, full):
-                register(blocks[j], self.block_key(req, j))
+            pool = self.pool
+            key_of = pool.key
+            index = pool.index
+            for j in range(first, full):  # BlockPool.register, inlined
+                key = keys[j]
+                block = blocks[j]
+                key_of[block] = key
+                holders = index.get(key)
+                if holders is None:
+                    index[key] = [block]
+                else:
+                    holders.append(block)
             req.num_cached_blocks = full
 
     # -- the scheduler's interface ----------------------------------------------------------------------------
     def lookup(self, req: Request) -> list[int]:
         """GPU blocks caching the longest prefix of the request's first ``num_tokens - 1`` known tokens."""
         limit = (req.num_tokens - 1) // self.block_size
-        cached_block = self.pool.cached_block
+        if not limit:
+            return []
+        keys = self.keys_of(req)
+        index = self.pool.index
         hits: list[int] = []
         for j in range(limit):
-            block = cached_block(self.block_key(req, j))
-            if block is None:
+            holders = index.get(keys[j])
+            if holders is None:
                 break
-            hits.append(block)
+            hits.append(holders[0])  # the earliest-registered block holding the key
         return hits
 
     def allocate_running(self, req: Request, num_new_tokens: int, key_limit: int) -> bool:
