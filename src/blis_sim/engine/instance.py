@@ -287,10 +287,9 @@ class Instance:
             # bounds[i] = end of step j + i: bounds[0] is ``boundary``; the first n of them (< bound) are processed
             bounds = list(accumulate(durations, initial=boundary))
             n = min(bisect_left(bounds, bound, 0, m), last - j)  # bounds never decrease
-            # KV events of the formations that follow those boundaries, in single-stepping order (the body of
-            # KVCacheManager.register_full_blocks inlined: this loop sees every block a decode fills). The formation after boundary j + i is at level level0 + j + i + 1.
-            block_key_of = pool.key
-            index = pool.index
+            # KV events of the formations that follow those boundaries, in single-stepping order; the formation
+            # after boundary j + i is at level level0 + j + i + 1.
+            register = kv.register_full_blocks
             phase = (-(level0 + j + 1)) % bs  # bucket of the takers at the first formation; fillers one below
             for i in range(n):
                 fillers = buckets[phase - 1]  # phase 0 -> bucket bs - 1
@@ -304,17 +303,8 @@ class Instance:
                         break
                     for r in takers:
                         r.blocks.append(pool.take())
-                for r in fillers:
-                    idx = r.num_cached_blocks  # the one block that fills now: all before it are keyed
-                    key = (r.block_keys or kv.keys_of(r))[idx]
-                    block = r.blocks[idx]
-                    block_key_of[block] = key
-                    holders = index.get(key)
-                    if holders is None:
-                        index[key] = [block]
-                    else:
-                        holders.append(block)
-                    r.num_cached_blocks = idx + 1
+                for r in fillers:  # each fills the block after its keyed ones
+                    register(r, (r.num_cached_blocks + 1) * bs)
                 phase = phase - 1 if phase else bs - 1
             if n == 0:
                 break
