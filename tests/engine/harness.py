@@ -16,8 +16,8 @@ class LinearLatency:
 
     name = "test-linear"
 
-    def __init__(self, b0=1000, b1=10, b2=1, a0=0, a2=0):
-        self.b0, self.b1, self.b2, self.a0, self.a2 = b0, b1, b2, a0, a2
+    def __init__(self, b0=1000, b1=10, b2=1, a0=0, a2=0, a1=0):
+        self.b0, self.b1, self.b2, self.a0, self.a2, self.a1 = b0, b1, b2, a0, a2, a1
 
     def step_time(self, step):
         return self.b0 + self.b1 * step.num_prefill_tokens + self.b2 * step.num_decodes
@@ -26,7 +26,7 @@ class LinearLatency:
         return self.b0 + self.b2 * num_decodes
 
     def queueing_time(self, num_prompt_tokens):
-        return self.a0
+        return self.a0 + self.a1 * num_prompt_tokens
 
     def output_token_time(self):
         return self.a2

@@ -36,9 +36,11 @@ def _state(sim):
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(reqs=workloads(), engine=engines, n_inst=st.integers(1, 3), a2=st.integers(0, 50),
-       horizon=st.sampled_from([2**63 - 1, 5_000, 20_000, 60_000]), b2=st.integers(0, 40))
-def test_skip_ahead_equals_single_stepping(reqs, engine, n_inst, a2, horizon, b2):
-    latency = LinearLatency(b0=700, b1=5, b2=b2, a0=11, a2=a2)
+       horizon=st.sampled_from([2**63 - 1, 5_000, 20_000, 60_000]), b2=st.integers(0, 40),
+       a1=st.sampled_from([0, 0, 3]))
+def test_skip_ahead_equals_single_stepping(reqs, engine, n_inst, a2, horizon, b2, a1):
+    # a1 > 0: a later arrival with a shorter prompt reaches the waiting queue first (found by the vLLM oracle)
+    latency = LinearLatency(b0=700, b1=5, b2=b2, a0=11, a2=a2, a1=a1)
     single = simulate(copy.deepcopy(reqs), engine, latency, n_inst, horizon, skip_ahead=False)
     fast = simulate(copy.deepcopy(reqs), engine, latency, n_inst, horizon, skip_ahead=True)
     assert _state(fast) == _state(single)
@@ -99,3 +101,18 @@ def test_decode_cohort_takes_the_steady_batch_without_the_reference_scheduler(mo
             assert fast_calls == reference_calls
         else:
             assert fast_calls > 0  # 12 requests at 20 tokens each do not fit 13 tokens per step
+
+
+def test_a_later_arrival_with_a_shorter_prompt_is_enqueued_first():
+    """Found by the vLLM oracle: with a per-token queueing delay two same-tick arrivals reach the waiting queue in
+    the order of their prompt lengths, so an instance may not advance to the first one's enqueue time."""
+    a = make_request(0, 0, range(30), range(100, 140))
+    long = make_request(1, 3000, range(1000, 1300), range(300, 310))
+    short = make_request(2, 3000, range(400, 418), range(500, 506))
+    engine = EngineConfig(block_size_in_tokens=4, total_kv_blocks=200, max_num_scheduled_tokens=512)
+    latency = LinearLatency(b0=500, b1=1, b2=3, a1=3)
+    single = simulate(copy.deepcopy([a, long, short]), engine, latency, skip_ahead=False)
+    fast = simulate(copy.deepcopy([a, long, short]), engine, latency, skip_ahead=True)
+    assert _state(fast) == _state(single)
+    by_index = {r.index: r for r in single.routed}
+    assert by_index[2].first_scheduled < by_index[1].first_scheduled

@@ -108,20 +108,13 @@ class ClusterSimulator:
             assert now >= self.clock, "clock went backwards"
             self.clock = now
             if kind == STEP:
-                if predictable:
-                    # nothing looks at an instance before its next request reaches its waiting queue
-                    k = self.routing.upcoming_index(payload.index)
-                    if k < len(upcoming):
-                        req = upcoming[k]
-                        bound = req.arrival + adm_lat + route_lat + payload.latency.queueing_time(req.num_prompt_tokens)
-                    else:
-                        bound = NEVER
-                    if ctrl and ctrl[0][0] < bound:
-                        bound = ctrl[0][0]
-                elif ctrl:
+                if ctrl:
                     bound = ctrl[0][0]
                     if next_arrival < bound:
                         bound = next_arrival
+                elif predictable:
+                    k = self.routing.upcoming_index(payload.index)
+                    bound = upcoming[k].arrival if k < len(upcoming) else NEVER
                 else:
                     bound = next_arrival
                 if past_horizon < bound:
