@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from ..request import Request
 
+NEVER = 2**63  # a tick no event reaches
+
 
 class StepRecord:
     """One scheduled batch. Lists are parallel and in scheduling order; the decode cohort's members (fast path)
