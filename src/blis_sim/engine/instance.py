@@ -119,32 +119,43 @@ class Instance(FastPath, AsyncLoop):
         """Step boundary at ``now``: finish the in-flight step, start the next. Returns its end tick, or None.
 
         ``bound`` is the earliest tick at which anything outside this instance can act on it or look at it (the
-        next arrival or control-plane event, or just past the horizon). Boundaries before it may be advanced
-        here in one go when nothing inside the instance can change the batch either (``_skip_ahead``).
+        next arrival or control-plane event, or just past the horizon). On the fast path every boundary before
+        it is taken here, without a round trip through the event queue, and stable decode stretches in one go
+        (``_skip_ahead``); single stepping (``skip_ahead`` off) takes one boundary per call.
         """
         self.step_pending = False
         stats = self.stats
-        stats.last_event_time = now
         if self.asynchronous:
+            stats.last_event_time = now
             return self._step_async(now)
-        applied = self.in_flight
-        if applied is not None:
-            self.in_flight = None
-            self._apply(applied, now)
         sched = self.scheduler
-        if not sched.waiting and not sched.running and not self.cohort.size:
-            return None
-        step = self._form_fast(now) if self.skip_ahead else sched.schedule(now)
-        stats.hol_sum += len(sched.waiting)
-        stats.hol_steps += 1
-        stats.num_steps += 1
-        self.step_pending = True
-        assert step.requests or step.cohort_size, "internal error: empty batch with pending work"
-        end = now + self.latency.step_time(step)
-        if self.skip_ahead and not step.requests and not step.preempted and end < bound:
-            return self._skip_ahead(step, end, bound)  # a cohort-only step: the batch is stable until it changes
-        self.in_flight = step
-        return end
+        fast = self.skip_ahead
+        while True:
+            stats.last_event_time = now
+            applied = self.in_flight
+            if applied is not None:
+                self.in_flight = None
+                self._apply(applied, now)
+            if not sched.waiting and not sched.running and not self.cohort.size:
+                self.step_pending = False
+                return None
+            step = self._form_fast(now) if fast else sched.schedule(now)
+            stats.hol_sum += len(sched.waiting)
+            stats.hol_steps += 1
+            stats.num_steps += 1
+            self.step_pending = True
+            assert step.requests or step.cohort_size, "internal error: empty batch with pending work"
+            end = now + self.latency.step_time(step)
+            if not fast or end >= bound:
+                self.in_flight = step
+                return end
+            if not step.requests and not step.preempted:  # the cohort alone: stable until it changes
+                end = self._skip_ahead(step, end, bound)
+                if end >= bound:
+                    return end
+            else:
+                self.in_flight = step
+            now = end  # nothing outside this instance acts before ``bound``: take that boundary here
 
     def _apply(self, step: StepRecord, now: int) -> None:
         """Results of the step that ends at ``now``: each request that caught up with its known tokens emits its
