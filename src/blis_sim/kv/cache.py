@@ -52,7 +52,7 @@ class KVCacheManager:
         full = num_computed // self.block_size
         first = req.num_cached_blocks
         if full > first:
-            keys = self.keys_of(req)
+            keys = req.block_keys or self.keys_of(req)
             blocks = req.blocks
             pool = self.pool
             key_of = pool.key
@@ -74,7 +74,7 @@ class KVCacheManager:
         limit = (req.num_tokens - 1) // self.block_size
         if not limit:
             return []
-        keys = self.keys_of(req)
+        keys = req.block_keys or self.keys_of(req)
         index = self.pool.index
         hits: list[int] = []
         for j in range(limit):
