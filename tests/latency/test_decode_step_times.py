@@ -41,5 +41,6 @@ def test_vectorised_equals_scalar_equals_step_time(idx, b, ctx):
     scalar = [model.decode_step_time(b, int(s)) for s in sums]
     assert vec == scalar
     for s, expected in zip(sums.tolist(), scalar):
-        record = StepRecord.decode_only(0, [None] * b, s)
+        record = StepRecord(0)
+        record.num_decodes, record.decode_context_sum = b, s
         assert model.step_time(record) == expected

@@ -137,7 +137,8 @@ MODELS_UNDER_TEST = _models_under_test()
 def test_decode_step_time_equals_step_time_of_decode_only_records(idx, b, ctx):
     model = MODELS_UNDER_TEST[idx]
     contexts = [ctx[i % len(ctx)] for i in range(b)]  # uneven contexts: only their sum may matter
-    record = StepRecord.decode_only(0, [None] * b, sum(contexts))
+    record = StepRecord(0)
+    record.num_decodes, record.decode_context_sum = b, sum(contexts)
     expected = model.step_time(record)
     assert model.decode_step_time(b, sum(contexts)) == expected
     assert model.step_time(make_step([], contexts)) == expected
