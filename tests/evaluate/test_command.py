@@ -92,3 +92,65 @@ def test_bad_options(capsys, tmp_path):
     assert rc == 2 and "--jobs" in err
     rc, _, err = blis(capsys, "--ground-truth", str(FIXTURES / "tree"), "--output", str(tmp_path / "no" / "r.json"))
     assert rc == 2 and "--output" in err and "does not exist" in err
+
+
+def test_hardware_config_option(capsys, tmp_path):
+    """--hardware-config FILE prices with that file; `handset` is the packaged hand-set reference constants; the
+    report names it; a missing or broken file is one error line."""
+    from blis_sim.evaluate.runner import hardware_config_path
+
+    handset = hardware_config_path("handset")
+    assert handset.name == "hardware_config_handset.json" and handset.is_file()
+    base = evaluate(FIXTURES / "tree" / "combined.json", Options(jobs=1, requests_per_point=8,
+                                                                  hardware_config=handset))
+    assert base.report["settings"]["hardware_config"] == str(handset)
+    slow = json.loads(handset.read_text())
+    slow["H100"]["requestOverheadMicros"] = 50_000.0  # every request 50 ms later: TTFT and E2E up, ITL unchanged
+    path = tmp_path / "hw.json"
+    path.write_text(json.dumps(slow))
+    ev = evaluate(FIXTURES / "tree" / "combined.json", Options(jobs=1, requests_per_point=8, hardware_config=path))
+    for a, b in zip(base.points, ev.points):
+        assert b.predicted["ttft_mean_ms"] == pytest.approx(a.predicted["ttft_mean_ms"] + 50.0, abs=0.01)
+        assert b.predicted["itl_mean_ms"] == pytest.approx(a.predicted["itl_mean_ms"])
+    rc, out, err = blis(capsys, "--ground-truth", str(FIXTURES / "tree" / "combined.json"), "--hardware-config",
+                        str(tmp_path / "nope.json"), "--jobs", "1")
+    assert rc == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith("blis: error: --hardware-config") and "no such file" in err
+    path.write_text("{not json")
+    rc, _, err = blis(capsys, "--ground-truth", str(FIXTURES / "tree" / "combined.json"), "--hardware-config",
+                      str(path), "--jobs", "1")
+    assert rc == 2 and err.count("\n") == 1 and "not valid JSON" in err
+
+
+def test_sequential_points_can_simulate_fewer_requests():
+    from blis_sim.evaluate.discover import load_ground_truth
+    from blis_sim.evaluate.experiment import SEQUENTIAL
+    from blis_sim.evaluate.runner import plan_experiment
+
+    gt = load_ground_truth(FIXTURES / "tree" / "sync-means.csv")
+    exp = gt.experiments[0]
+    assert all(p.load.pattern == SEQUENTIAL for p in exp.points)
+    _, plans = plan_experiment(exp, Options(requests_per_point=100, sequential_requests_per_point=3))
+    assert [n for plan in plans for _, n in plan.loads] == [min(3, p.load.num_requests) for p in exp.points]
+    _, plans = plan_experiment(exp, Options(requests_per_point=100))
+    assert [n for plan in plans for _, n in plan.loads] == [min(100, p.load.num_requests) for p in exp.points]
+
+
+def test_error_analysis_script_prints_signed_errors(tmp_path, capsys):
+    import importlib.util
+
+    report = tmp_path / "r.json"
+    rc, _, err = blis(capsys, "--ground-truth", str(FIXTURES / "tree" / "combined.json"), "--jobs", "1",
+                      "--requests-per-point", "6", "--output", str(report), "--quiet")
+    assert rc == 0, err
+    script = Path(__file__).resolve().parents[2] / "scripts" / "error_analysis.py"
+    spec = importlib.util.spec_from_file_location("error_analysis", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main([str(report)]) == 0
+    out = capsys.readouterr().out
+    data = json.loads(report.read_text())
+    first = data["experiments"][0]
+    assert f"== {first['name']}" in out
+    signed = first["point_results"][0]["error_pct"]["ttft_mean_ms"]
+    assert f"{signed:+8.1f}" in out

@@ -53,7 +53,7 @@ def test_default_grid_covers_the_packaged_models():
         shapes.add((m.num_heads, m.num_kv_heads, m.head_dim or m.hidden_size // m.num_heads))
     assert shapes <= set(g.shapes)
     # every fused GEMM of llama-3.1-8b at TP 1-8 lies inside the (k, n) box
-    hw, eff = load_hardware(DATA / "hardware_config.json", "H100"), load_packaged_efficiency("H100")
+    hw, eff = load_hardware(DATA / "hardware_config_handset.json", "H100"), load_packaged_efficiency("H100")
     llama = load_model_config(DATA / "model_configs" / "llama-3.1-8b-instruct")
     for tp in (1, 2, 4, 8):
         for _, k, n in RooflineV2.fitted(llama, hw, tp, eff).shapes.gemm_list():
@@ -111,7 +111,7 @@ def test_run_bench_writes_the_layout_and_it_loads_back(tmp_path):
     # the tables are what --bench-data-path reads, and roofline v2 runs on them
     db = MFUDatabase.load(tmp_path, "H100", 989.5, 3.35)
     assert db.gemm.dtype == "bf16" and db.shapes() == ["32-8-128"]
-    hw = load_hardware(DATA / "hardware_config.json", "H100")
+    hw = load_hardware(DATA / "hardware_config_handset.json", "H100")
     model = RooflineV2.from_tables(load_model_config(DATA / "model_configs" / "llama-3.1-8b-instruct"), hw, 2, db)
     assert model.step_time(make_step([(0, 100)], [500] * 8)) > 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +21,11 @@ MODELS = ["llama-3.1-8b-instruct", "qwen2.5-7b-instruct", "llama-2-70b-hf", "mix
 
 def _models():
     out = [BlackboxModel((1.0, 2.0, 3.0), (5752.705191348184, 17.25086436834028, 5.999143920128404))]
-    for gpu in ("H100", "A100-80", "L40S"):
-        hw = load_hardware(DATA / "hardware_config.json", gpu)
+    hand_set = load_hardware(DATA / "hardware_config_handset.json", "H100")
+    added = replace(hand_set, name="H100+terms", all_reduce_bw_gbs=200.0, decode_kv_bw_eff=0.3, moe_experts=1.0,
+                    request_overhead_micros=8000.0)  # every added v1 term on
+    for hw in [load_hardware(DATA / "hardware_config.json", gpu) for gpu in ("H100", "A100-80", "L40S")] + \
+            [hand_set, added]:
         for name in MODELS:
             for tp in (1, 2, 4, 8):
                 out.append(RooflineV1(load_model_config(DATA / "model_configs" / name), hw, tp))

@@ -23,7 +23,7 @@ from blis_sim.latency.roofline_v1 import RooflineV1
 from blis_sim.latency.roofline_v2 import RooflineV2
 from mfu_fixtures import BENCH_DATA, DATA, REPO, make_step, write_tables
 
-HW = load_hardware(DATA / "hardware_config.json", "H100")
+HW = load_hardware(DATA / "hardware_config_handset.json", "H100")
 EFF = load_packaged_efficiency("H100")
 
 

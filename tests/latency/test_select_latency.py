@@ -15,7 +15,7 @@ from mfu_fixtures import write_tables
 
 DATA = Path(__file__).parents[2] / "src" / "blis_sim" / "data"
 ROOF = {"model_config_folder": DATA / "model_configs" / "llama-3.1-8b-instruct",
-        "hardware_config": DATA / "hardware_config.json"}
+        "hardware_config": DATA / "hardware_config_handset.json"}  # hand-set: the reference numbers
 LLAMA = "meta-llama/llama-3.1-8b-instruct"
 
 

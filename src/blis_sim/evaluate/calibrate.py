@@ -1,13 +1,21 @@
-"""``calibrate``: fit a GPU entry's roofline-v1 calibration keys to measured experiments (the library entry point
-behind ``blis calibrate``).
+"""``calibrate``: fit a GPU entry's roofline calibration keys (v1 or v2) to measured experiments (the library entry
+point behind ``blis calibrate``).
 
-The experiments are split by name into a training and a held-out set (``split_experiments``). Each experiment is
-planned once, exactly as ``evaluate`` plans it (model, GPU, KV blocks, engine loop, workload), with fewer requests per
-point; a candidate calibration travels to the worker processes as the plans' ``hardware_override``, so no file is
-written per candidate and one process pool serves the whole fit. ``scipy.optimize.minimize`` (bounded Nelder-Mead,
-in units of the starting values, with a fixed evaluation budget) minimises the mean over training points of each
-point's mean absolute percentage error of TTFT mean, ITL mean and E2E mean. Fitted values stay physical: MFUs and
-efficiencies in (0, 1], overheads >= 0. The shipped and the fitted entry are then scored on both sets.
+Split: by experiment, stratified (``split_experiments``): experiments are grouped by model and by load (``light``:
+only concurrency-1 points; ``loaded``: rate sweeps and stages), and each group of two or more gives the held-out share
+of its members, drawn with the seed from its sorted names, so loaded and light experiments of every model with
+enough of them sit on both sides. Experiments whose every point is excluded (overloaded stages) carry no information
+and stay in training.
+
+Each experiment is planned once, exactly as ``evaluate`` plans it (model, GPU, KV blocks, engine loop, workload), with
+fewer requests per point (concurrency-1 points fewer still: they do not queue, so their means settle fast); a
+candidate travels to the worker processes as the plans' ``hardware_override``, so no file is written per candidate
+and one process pool serves the whole fit; candidates already scored are cached. ``scipy.optimize.minimize``
+(bounded Nelder-Mead in units of the starting values, a fixed evaluation budget) minimises the mean over training
+points of each point's mean over TTFT mean/p90, ITL mean, E2E mean/p90 of |ln(predicted / measured)|, capped at
+ln 3: a log ratio treats too fast and too slow alike, and the cap keeps a few saturated points (whose TTFT can be off
+a hundredfold) from outweighing all others. Fitted values stay physical: MFUs and efficiencies in (0, 1], overheads
+>= 0. The starting and the fitted entry are then scored on both sets.
 """
 
 from __future__ import annotations
@@ -32,14 +40,27 @@ from .runner import Options, plan_experiment, score_outcomes
 from .scoring import ScoredPoint, aggregate
 from .simulate import RunPlan, run_plan
 
-CALIBRATION_SCHEMA_VERSION = 1
-LATENCY_MODELS = ("roofline-v1",)
-OBJECTIVE_METRICS = ("ttft_mean_ms", "itl_mean_ms", "e2e_mean_ms")
-DEFAULT_FIT = ("mfuPrefill", "mfuDecode", "BwEffConstant", "TOverheadMicros")
+CALIBRATION_SCHEMA_VERSION = 2
+LATENCY_MODELS = ("roofline-v1", "roofline-v2")
+OBJECTIVE_METRICS = ("ttft_mean_ms", "ttft_p90_ms", "itl_mean_ms", "e2e_mean_ms", "e2e_p90_ms")
+LOG_ERROR_CAP = math.log(3.0)  # a point's error on one metric counts at most as a factor of 3
+# Keys fitted by default, per latency model (hardware_config.json spelling). v2 prices kernels from its fitted
+# efficiency model, so only its overheads are calibrated (stored under the entry's "rooflineV2" object).
+DEFAULT_FIT: dict[str, tuple[str, ...]] = {
+    "roofline-v1": ("mfuPrefill", "mfuDecode", "BwEffConstant", "TOverheadMicros", "requestOverheadMicros",
+                    "decodeKvBwEff", "allReduceBwGBs"),
+    "roofline-v2": ("TOverheadMicros", "allReduceLatency", "requestOverheadMicros", "gemmEta"),
+}
+# Keys set (not fitted) in every candidate by default: v1 prices MoE experts (ROOFLINE.md §9 D11 fixed).
+DEFAULT_FIXED: dict[str, dict[str, float]] = {"roofline-v1": {"moeExperts": 1.0}, "roofline-v2": {}}
+# Where the fit starts a key that is off (0) in the starting entry: a physical first guess.
+INITIAL_GUESS = {"requestOverheadMicros": 5000.0, "decodeKvBwEff": 0.5, "allReduceBwGBs": 200.0, "gemmEta": 0.67,
+                 "TOverheadMicros": 50.0, "prefillOverheadMicros": 100.0, "allReduceLatency": 20.0}
 DEFAULT_HOLDOUT = 0.3
 DEFAULT_REQUESTS_PER_POINT = 200
+DEFAULT_SEQUENTIAL_REQUESTS = 40  # concurrency-1 points while fitting
 DEFAULT_MAX_EVALS = 80
-_INITIAL_STEP = 0.3  # the initial simplex moves each parameter by 30% of its starting value
+_FIRST_ROUND = 0.6  # share of the evaluation budget of the wide first Nelder-Mead round
 
 # Physical bounds of each fittable key (hardware_config.json spelling). Fractions stay in (0, 1]; overheads >= 0.
 BOUNDS: dict[str, tuple[float, float]] = {
@@ -53,7 +74,14 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "allReduceLatency": (0.0, 1_000.0),
     "tpScalingExponent": (0.1, 1.5),
     "decodeTpScalingExponent": (0.1, 1.5),
+    "requestOverheadMicros": (0.0, 100_000.0),
+    "decodeKvBwEff": (1e-2, 1.0),
+    "allReduceBwGBs": (1.0, 2_000.0),
+    "gemmEta": (0.05, 1.0),
 }
+FIXABLE = {"moeExperts": (0.0, 1.0)}
+V2_KEYS = ("TOverheadMicros", "prefillOverheadMicros", "mixedPrefillOverheadMicros", "allReduceLatency",
+           "requestOverheadMicros", "gemmEta")
 
 Progress = Callable[[int, int, float], None]  # (evaluations done, budget, best objective so far)
 
@@ -64,9 +92,12 @@ class CalibrateOptions:
     latency_model: str = "roofline-v1"
     holdout_fraction: float | None = None  # None with no holdout_experiments: DEFAULT_HOLDOUT
     holdout_experiments: tuple[str, ...] = ()
-    fit: tuple[str, ...] = DEFAULT_FIT
+    fit: tuple[str, ...] | None = None  # None: DEFAULT_FIT of the latency model
+    fixed: dict[str, float] | None = None  # None: DEFAULT_FIXED of the latency model
     jobs: int | None = None
     requests_per_point: int = DEFAULT_REQUESTS_PER_POINT  # while fitting
+    sequential_requests_per_point: int = DEFAULT_SEQUENTIAL_REQUESTS  # concurrency-1 points while fitting
+    hardware_config: Path | None = None  # the starting calibrations; None: the packaged hardware_config.json
     report_requests_per_point: int | None = None  # the before/after table; None: requests_per_point
     max_evals: int = DEFAULT_MAX_EVALS
     model_configs: Path | None = None
@@ -83,10 +114,11 @@ class Calibration:
 
 
 def split_experiments(names: list[str], fraction: float | None = None, holdout: tuple[str, ...] = (),
-                      seed: int = 42) -> tuple[list[str], list[str]]:
-    """(training, held-out) experiment names, each sorted. ``holdout`` names them; else ``fraction`` of them
-    (rounded, at least one when the fraction is > 0 and two or more experiments exist) are drawn with ``seed`` from
-    the sorted names, so the split depends only on the names, the fraction and the seed."""
+                      seed: int = 42, strata: dict[str, str] | None = None) -> tuple[list[str], list[str]]:
+    """(training, held-out) experiment names, each sorted. ``holdout`` names them; else from each stratum (``strata``
+    maps a name to its group; missing: one group; the key "" keeps a name in training) of two or more experiments
+    ``fraction`` of its members (rounded, at least one when the fraction is > 0, never all) are drawn with ``seed``
+    from its sorted names, so the split depends only on the names, their groups, the fraction and the seed."""
     names = sorted(set(names))
     if holdout:
         if fraction is not None:
@@ -100,27 +132,53 @@ def split_experiments(names: list[str], fraction: float | None = None, holdout: 
         fraction = DEFAULT_HOLDOUT if fraction is None else fraction
         if not (math.isfinite(fraction) and 0.0 <= fraction < 1.0):
             raise InputError(f"--holdout must be a fraction in [0, 1), got {fraction:g}")
-        k = round(fraction * len(names))
-        if fraction > 0 and len(names) >= 2:
-            k = min(max(k, 1), len(names) - 1)
-        test = sorted(random.Random(seed).sample(names, k))
+        groups: dict[str, list[str]] = {}
+        for n in names:
+            key = strata.get(n, "all") if strata is not None else "all"
+            if key:
+                groups.setdefault(key, []).append(n)
+        test = []
+        for key in sorted(groups):
+            members = groups[key]
+            k = round(fraction * len(members))
+            if fraction > 0 and len(members) >= 2:
+                k = min(max(k, 1), len(members) - 1)
+            test.extend(random.Random(f"{seed}:{key}" if strata is not None else seed).sample(members, k))
+        test = sorted(test)
     train = [n for n in names if n not in test]
     if not train:
         raise InputError("empty training set: every experiment is held out (hold out fewer)")
     return train, test
 
 
-def objective(points: list[ScoredPoint]) -> float:
-    """Mean over the non-excluded points of each point's mean absolute % error of TTFT, ITL and E2E means."""
-    per_point = []
-    for p in points:
-        if p.excluded:
+def stratum(exp) -> str:
+    """The split group of an experiment: its model and load ("light": concurrency-1 points only), or "" (stays in
+    training) when every point is excluded from the averages."""
+    from .experiment import SEQUENTIAL
+    from .resolve import model_key
+
+    used = [p for p in exp.points if not p.excluded]
+    if not used:
+        return ""
+    load = "light" if all(p.load.pattern == SEQUENTIAL for p in used) else "loaded"
+    return f"{model_key(exp.model)}/{load}"
+
+
+def point_error(p: ScoredPoint) -> float | None:
+    """One point's objective term: mean over OBJECTIVE_METRICS of min(|ln(pred/meas)|, LOG_ERROR_CAP)."""
+    vals = []
+    for m in OBJECTIVE_METRICS:
+        meas, pred = p.measured.get(m), p.predicted.get(m)
+        if meas is None or pred is None or meas <= 0:
             continue
-        errs = p.abs_pct()
-        vals = [errs[m] for m in OBJECTIVE_METRICS if m in errs]
-        if vals:
-            per_point.append(sum(vals) / len(vals))
-    return sum(per_point) / len(per_point) if per_point else math.inf
+        vals.append(LOG_ERROR_CAP if pred <= 0 else min(abs(math.log(pred / meas)), LOG_ERROR_CAP))
+    return sum(vals) / len(vals) if vals else None
+
+
+def objective(points: list[ScoredPoint]) -> float:
+    """100 x the mean over the non-excluded points of ``point_error`` (about a mean % error for small errors)."""
+    per_point = [e for p in points if not p.excluded for e in [point_error(p)] if e is not None]
+    return 100.0 * sum(per_point) / len(per_point) if per_point else math.inf
 
 
 class _Scorer:
@@ -153,29 +211,48 @@ def calibrate(ground_truth: Path | str, options: CalibrateOptions = CalibrateOpt
               progress: Progress | None = None) -> Calibration:
     """Fit ``options.fit`` of the ``options.hardware`` entry on the training experiments under ``ground_truth``."""
     started = time.perf_counter()
-    if options.latency_model not in LATENCY_MODELS:
-        raise InputError(f"--latency-model {options.latency_model}: calibration supports "
-                         f"{', '.join(LATENCY_MODELS)} only")
-    unknown = [k for k in options.fit if k not in BOUNDS]
-    if unknown or not options.fit:
-        raise InputError(f"--fit: {', '.join(unknown) or 'nothing'} cannot be fitted (fittable: {', '.join(BOUNDS)})")
-    if options.max_evals < 1 or options.requests_per_point < 1:
+    model = options.latency_model
+    if model not in LATENCY_MODELS:
+        raise InputError(f"--latency-model {model}: calibration supports {', '.join(LATENCY_MODELS)} only")
+    fit = tuple(options.fit) if options.fit is not None else DEFAULT_FIT[model]
+    fittable = ({k: v for k, v in BOUNDS.items() if k != "gemmEta"} if model == "roofline-v1"
+                else {k: BOUNDS[k] for k in V2_KEYS})
+    unknown = [k for k in fit if k not in fittable]
+    if unknown or not fit:
+        raise InputError(f"--fit: {', '.join(unknown) or 'nothing'} cannot be fitted for {model} "
+                         f"(fittable: {', '.join(fittable)})")
+    fixed = dict(options.fixed) if options.fixed is not None else dict(DEFAULT_FIXED[model])
+    for key, value in fixed.items():
+        lo_hi = FIXABLE.get(key) or fittable.get(key)
+        if lo_hi is None or not (lo_hi[0] <= value <= lo_hi[1]):
+            raise InputError(f"--set {key}={value:g}: not a settable key or out of its range")
+    if options.max_evals < 1 or options.requests_per_point < 1 or options.sequential_requests_per_point < 1:
         raise InputError("--max-evals and --requests-per-point must be integers >= 1")
     if options.model_configs is not None and not Path(options.model_configs).is_dir():
         raise InputError(f"--model-configs {options.model_configs}: no such folder (a folder of <name>/config.json)")
-    entry_name, entry = _shipped_entry(options.hardware)
-    start = {k: float(_value(entry, k)) for k in options.fit}
+    from .runner import check_hardware_config
+
+    check_hardware_config(options.hardware_config)
+    hw_path = Path(options.hardware_config) if options.hardware_config is not None else packaged_hardware_config()
+    entry_name, entry = _entry(options.hardware, hw_path)
+    v2 = model == "roofline-v2"
+    shipped = {k: float(_value(entry, k, v2)) for k in list(fit) + list(fixed)}
+    start = {k: (shipped[k] if shipped[k] > 0 else INITIAL_GUESS.get(k, 0.0)) for k in fit}
+    start = {k: min(max(v, BOUNDS[k][0]), BOUNDS[k][1]) for k, v in start.items()}
 
     gt = load_ground_truth(ground_truth)
     # Only experiments run on this GPU (files that name another GPU are left out of the split).
-    eval_options = Options(latency_model=options.latency_model, hardware=entry_name,
-                           model_configs=options.model_configs, jobs=1,
+    eval_options = Options(latency_model=model, hardware=entry_name, model_configs=options.model_configs, jobs=1,
                            requests_per_point=options.requests_per_point,
-                           async_scheduling=options.async_scheduling, seed=options.seed)
-    names = [e.name for e in gt.experiments if _gpu_of(e, entry_name) == entry_name]
+                           sequential_requests_per_point=options.sequential_requests_per_point,
+                           async_scheduling=options.async_scheduling, seed=options.seed, hardware_config=hw_path)
+    exps = [e for e in gt.experiments if _gpu_of(e, entry_name, hw_path) == entry_name]
+    names = [e.name for e in exps]
     if not names:
         raise InputError(f"empty training set: no experiment under {ground_truth} ran on {entry_name}")
-    train, test = split_experiments(names, options.holdout_fraction, options.holdout_experiments, options.seed)
+    strata = {e.name: stratum(e) for e in exps}
+    train, test = split_experiments(names, options.holdout_fraction, options.holdout_experiments, options.seed,
+                                    strata)
 
     workers = max(1, options.jobs or os.cpu_count() or 1)
     pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
@@ -184,18 +261,20 @@ def calibrate(ground_truth: Path | str, options: CalibrateOptions = CalibrateOpt
         if not fit_scorer.plans:
             reason = fit_scorer.failed[0].reason if fit_scorer.failed else "no point"
             raise InputError(f"empty training set: no training experiment can be simulated ({reason})")
-        fitted, evals, history = _fit(fit_scorer, start, options, pool, progress)
+        fitted, evals, history = _fit(fit_scorer, start, fixed, options, pool, progress)
         fit_s = time.perf_counter() - started
         report_opts = replace(eval_options, requests_per_point=options.report_requests_per_point
-                              or options.requests_per_point)
+                              or options.requests_per_point, sequential_requests_per_point=None)
         table: dict[str, dict[str, dict]] = {}
         failed: list[Failure] = list(fit_scorer.failed)
+        before = {k: shipped[k] for k in list(fit) + list(fixed)}
+        after = {**fitted, **fixed}
         for label, members in (("train", train), ("holdout", test)):
             table[label] = {}
             if not members:
                 continue
             scorer = _Scorer(gt, members, report_opts)
-            for when, values in (("before", start), ("after", fitted)):
+            for when, values in (("before", before), ("after", after)):
                 pts, bad = scorer.points(values, pool)
                 agg = aggregate(pts)
                 agg["objective"] = objective(pts)
@@ -207,24 +286,38 @@ def calibrate(ground_truth: Path | str, options: CalibrateOptions = CalibrateOpt
             pool.shutdown()
     wall = time.perf_counter() - started
     full_entry = dict(entry)
-    for key, value in fitted.items():
-        _set(full_entry, key, value)
+    if v2:
+        sub = dict(next((v for k, v in full_entry.items() if k.lower() == "rooflinev2" and isinstance(v, dict)), {}))
+        for k in [k for k in full_entry if k.lower() == "rooflinev2"]:
+            del full_entry[k]
+        for key, value in after.items():
+            _set(sub, key, value)
+        full_entry["rooflineV2"] = sub
+    else:
+        for key, value in after.items():
+            _set(full_entry, key, value)
     result = {
         entry_name: full_entry,  # the file is itself a hardware config: blis run --hardware-config FILE
         "calibration": {
             "schema_version": CALIBRATION_SCHEMA_VERSION,
             "hardware": entry_name,
-            "latency_model": options.latency_model,
+            "latency_model": model,
             "fitted": fitted,
-            "initial": start,
-            "bounds": {k: list(BOUNDS[k]) for k in options.fit},
+            "fixed": fixed,
+            "initial": {k: shipped[k] for k in fit},
+            "start": start,
+            "starting_config": str(hw_path),
+            "bounds": {k: list(BOUNDS[k]) for k in fit},
             "split": {"train": train, "holdout": test, "holdout_fraction": None if options.holdout_experiments
                       else (DEFAULT_HOLDOUT if options.holdout_fraction is None else options.holdout_fraction),
-                      "holdout_experiments": list(options.holdout_experiments), "seed": options.seed},
-            "objective": "mean over points of the mean absolute % error of " + ", ".join(OBJECTIVE_METRICS),
+                      "holdout_experiments": list(options.holdout_experiments), "seed": options.seed,
+                      "strata": {n: strata[n] for n in sorted(strata)}},
+            "objective": ("100 x mean over points of the mean over " + ", ".join(OBJECTIVE_METRICS)
+                          + " of min(|ln(predicted / measured)|, ln 3)"),
             "mape": table,
             "optimizer": {"method": "Nelder-Mead (bounded, scaled to the starting values)", "evaluations": evals,
                           "max_evals": options.max_evals, "requests_per_point": options.requests_per_point,
+                          "sequential_requests_per_point": options.sequential_requests_per_point,
                           "report_requests_per_point": report_opts.requests_per_point, "jobs": workers,
                           "history": history},
             "failed": [f.to_dict() for f in failed],
@@ -235,28 +328,33 @@ def calibrate(ground_truth: Path | str, options: CalibrateOptions = CalibrateOpt
     return Calibration(result, table, wall, failed)
 
 
-def _fit(scorer: _Scorer, start: dict[str, float], options: CalibrateOptions, pool: Executor | None,
-         progress: Progress | None) -> tuple[dict[str, float], int, list[dict]]:
-    """Bounded Nelder-Mead over the keys of ``start``, each in units of its starting value (1 when it is 0)."""
+def _fit(scorer: _Scorer, start: dict[str, float], fixed: dict[str, float], options: CalibrateOptions,
+         pool: Executor | None, progress: Progress | None) -> tuple[dict[str, float], int, list[dict]]:
+    """Bounded Nelder-Mead over the logarithms of the keys of ``start`` (every key is a positive scale or time, so
+    steps are ratios), in two rounds: a wide simplex (each key x2 or /2) with ``_FIRST_ROUND`` of the budget, then a
+    narrow one (x1.2) around the best point so far. The simulated objective is piecewise constant on a fine scale
+    (step times are whole microseconds), which stalls a single simplex early; the restart recovers from that."""
     from scipy.optimize import minimize
 
     keys = list(start)
-    scale = np.array([start[k] if start[k] > 0 else 1.0 for k in keys])
-    lo = np.array([BOUNDS[k][0] for k in keys]) / scale
-    hi = np.array([BOUNDS[k][1] for k in keys]) / scale
-    x0 = np.clip(np.array([start[k] for k in keys]) / scale, lo, hi)
+    floor = np.array([max(BOUNDS[k][0], start[k] * 1e-3) for k in keys])  # an overhead's 0 bound: 1/1000 of start
+    lo = np.log(floor)
+    hi = np.log(np.array([BOUNDS[k][1] for k in keys]))
+    x0 = np.clip(np.log(np.array([start[k] for k in keys])), lo, hi)
     cache: dict[tuple, float] = {}
     history: list[dict] = []
     best = [math.inf]
 
     def values(x: np.ndarray) -> dict[str, float]:
-        return {k: float(v) for k, v in zip(keys, np.clip(x, lo, hi) * scale)}
+        return {k: float(v) for k, v in zip(keys, np.exp(np.clip(x, lo, hi)))}
 
     def f(x: np.ndarray) -> float:
         vals = values(x)
         key = tuple(round(v, 12) for v in vals.values())
         if key not in cache:
-            pts, _ = scorer.points(vals, pool)
+            if len(history) >= options.max_evals:
+                return math.inf  # the budget is spent (the second round stops here)
+            pts, _ = scorer.points({**vals, **fixed}, pool)
             cache[key] = objective(pts)
             best[0] = min(best[0], cache[key])
             history.append({"values": vals, "objective": cache[key]})
@@ -264,33 +362,46 @@ def _fit(scorer: _Scorer, start: dict[str, float], options: CalibrateOptions, po
                 progress(len(history), options.max_evals, best[0])
         return cache[key]
 
-    simplex = [x0]
-    for i in range(len(keys)):
-        v = x0.copy()
-        v[i] = x0[i] * (1 + _INITIAL_STEP) if x0[i] * (1 + _INITIAL_STEP) <= hi[i] else x0[i] * (1 - _INITIAL_STEP)
-        if v[i] == x0[i]:  # a start at 0 (an overhead): step in absolute units
-            v[i] = min(hi[i], x0[i] + _INITIAL_STEP)
-        simplex.append(v)
-    res = minimize(f, x0, method="Nelder-Mead", bounds=list(zip(lo, hi)),
-                   options={"maxfev": options.max_evals, "initial_simplex": np.array(simplex),
-                            "xatol": 1e-3, "fatol": 1e-3})
-    f(x0)  # the start is always scored (cached), so "best" below can fall back to it
-    best_entry = min(history, key=lambda h: h["objective"])
-    fitted = best_entry["values"] if best_entry["objective"] < f(res.x) else values(res.x)
+    def simplex(center: np.ndarray, step: float) -> np.ndarray:
+        rows = [center]
+        for i in range(len(keys)):
+            v = center.copy()
+            v[i] = center[i] + step if center[i] + step <= hi[i] else center[i] - step
+            rows.append(v)
+        return np.array(rows)
+
+    first = max(1, int(options.max_evals * _FIRST_ROUND))
+    f(x0)  # the start is always scored, so the result is never worse than it
+    for step, budget in ((math.log(2.0), first), (math.log(1.2), options.max_evals)):
+        remaining = budget - len(history)
+        if remaining <= 0:
+            continue
+        center = np.log(np.array([min(history, key=lambda h: h["objective"])["values"][k] for k in keys]))
+        minimize(f, center, method="Nelder-Mead", bounds=list(zip(lo, hi)),
+                 options={"maxfev": remaining, "initial_simplex": simplex(np.clip(center, lo, hi), step),
+                          "xatol": 1e-3, "fatol": 1e-3})
+    fitted = min(history, key=lambda h: h["objective"])["values"]
     return fitted, len(history), history
 
 
 # ------------------------------------------------------------------------------------------------ hardware entry
-def _shipped_entry(gpu: str) -> tuple[str, dict]:
-    path = packaged_hardware_config()
+def _entry(gpu: str, path: Path) -> tuple[str, dict]:
     raw = json.loads(path.read_text(encoding="utf-8"))
     for name in raw:
         if name == gpu or name.lower() == gpu.lower():
+            if not isinstance(raw[name], dict):
+                raise InputError(f"--hardware-config {path}: entry {name!r} must be a JSON object")
             return name, dict(raw[name])
     raise InputError(f"--hardware {gpu!r} is not in {path} (available: {', '.join(sorted(raw))})")
 
 
-def _value(entry: dict, key: str) -> float:
+def _value(entry: dict, key: str, v2: bool = False) -> float:
+    """The entry's value of ``key`` (any case; 0 when missing); for v2 its ``rooflineV2`` value wins."""
+    if v2:
+        sub = next((v for k, v in entry.items() if k.lower() == "rooflinev2" and isinstance(v, dict)), {})
+        for k, v in sub.items():
+            if k.lower() == key.lower():
+                return float(v)
     for k, v in entry.items():
         if k.lower() == key.lower():
             return float(v)
@@ -310,12 +421,12 @@ def _set(entry: dict, key: str, value: float) -> None:
     entry.update(items)
 
 
-def _gpu_of(exp, default: str) -> str:
+def _gpu_of(exp, default: str, path: Path) -> str:
     from .resolve import gpu_entry
 
     if not exp.gpu:
         return default
     try:
-        return gpu_entry(exp.gpu, packaged_hardware_config())
+        return gpu_entry(exp.gpu, path)
     except Unsimulatable:
         return exp.gpu

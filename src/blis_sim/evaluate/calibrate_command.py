@@ -22,9 +22,10 @@ _COLUMNS = {"ttft_mean_ms": "TTFT", "ttft_p90_ms": "TTFT p90", "itl_mean_ms": "I
 @click.command(
     "calibrate",
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
-    help="Fit a GPU's roofline-v1 calibration constants to real vLLM measurements (any format `blis evaluate` "
-         "reads), on a training subset of the experiments, and print train and held-out MAPE before (shipped "
-         "constants) and after (fitted). --out is a hardware config: `blis run --hardware-config FILE` reads it.",
+    help="Fit a GPU's roofline calibration constants (v1, or v2's overheads) to real vLLM measurements (any format "
+         "`blis evaluate` reads), on a stratified training subset of the experiments, and print train and held-out "
+         "MAPE before (starting constants) and after (fitted). --out is a hardware config: `blis run "
+         "--hardware-config FILE` and `blis evaluate --hardware-config FILE` read it.",
     short_help="Fit roofline calibration constants to real vLLM measurements.",
 )
 @click.option("--ground-truth", "ground_truth", required=True, type=click.Path(path_type=Path), metavar="PATH",
@@ -32,18 +33,30 @@ _COLUMNS = {"ttft_mean_ms": "TTFT", "ttft_p90_ms": "TTFT p90", "itl_mean_ms": "I
 @click.option("--hardware", default="H100", show_default=True, metavar="GPU",
               help="The packaged hardware-config entry to fit; experiments whose files name another GPU are left out.")
 @click.option("--latency-model", "latency_model", default="roofline-v1", show_default=True, metavar="MODEL",
-              help="The latency model whose constants are fitted (roofline-v1).")
+              help="The latency model whose constants are fitted: roofline-v1 or roofline-v2 (its overheads, "
+                   "written under the entry's rooflineV2 object).")
 @click.option("--holdout", "holdout", type=float, default=None, metavar="FRACTION",
-              help="Fraction of the experiments held out, drawn with --seed from the sorted names [default: 0.3].")
+              help="Fraction of the experiments held out, drawn with --seed per group of model and load (light: "
+                   "concurrency 1 only; loaded) [default: 0.3].")
 @click.option("--holdout-experiments", "holdout_experiments", default=None, metavar="A,B",
               help="Hold out exactly these experiments (comma-separated names) instead.")
 @click.option("--fit", "fit", default=None, metavar="KEYS",
-              help="Comma-separated hardware-config keys to fit [default: mfuPrefill,mfuDecode,BwEffConstant,"
-                   "TOverheadMicros].")
+              help="Comma-separated hardware-config keys to fit [default v1: mfuPrefill,mfuDecode,BwEffConstant,"
+                   "TOverheadMicros,requestOverheadMicros,decodeKvBwEff,allReduceBwGBs; v2: TOverheadMicros,"
+                   "allReduceLatency,requestOverheadMicros,gemmEta].")
+@click.option("--set", "set_keys", default=None, metavar="KEY=V,...",
+              help="Keys held at a value in every candidate and written to --out [default v1: moeExperts=1; v2: "
+                   "none]; --set '' holds nothing.")
+@click.option("--hardware-config", "hardware_config", type=click.Path(path_type=Path), default=None,
+              metavar="FILE", help="Starting constants [default: the packaged hardware_config.json; `handset` is "
+                                   "the packaged hand-set reference constants].")
 @click.option("--jobs", type=click.IntRange(min=1), default=None, metavar="N",
               help="Worker processes [default: every core].")
 @click.option("--requests-per-point", "requests_per_point", type=click.IntRange(min=1), default=200,
               show_default=True, metavar="N", help="Requests simulated per point while fitting.")
+@click.option("--sequential-requests-per-point", "sequential_requests_per_point", type=click.IntRange(min=1),
+              default=40, show_default=True, metavar="N",
+              help="Requests per concurrency-1 point while fitting (no queueing: a few settle the means).")
 @click.option("--report-requests-per-point", "report_requests_per_point", type=click.IntRange(min=1), default=None,
               metavar="N", help="Requests per point of the final before/after table [default: --requests-per-point].")
 @click.option("--max-evals", "max_evals", type=click.IntRange(min=1), default=80, show_default=True, metavar="N",
@@ -59,21 +72,27 @@ _COLUMNS = {"ttft_mean_ms": "TTFT", "ttft_p90_ms": "TTFT p90", "itl_mean_ms": "I
               show_default=True, help="stderr log level.")
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")
 def calibrate_command(ground_truth: Path, hardware: str, latency_model: str, holdout: float | None,
-                      holdout_experiments: str | None, fit: str | None, jobs: int | None, requests_per_point: int,
+                      holdout_experiments: str | None, fit: str | None, set_keys: str | None,
+                      hardware_config: Path | None, jobs: int | None, requests_per_point: int,
+                      sequential_requests_per_point: int,
                       report_requests_per_point: int | None, max_evals: int, model_configs: Path | None,
                       async_scheduling: bool | None, seed: int, out: Path, log_level: str, quiet: bool) -> int:
     from ..report.results_file import check_writable, write_json_atomic
-    from .calibrate import DEFAULT_FIT, CalibrateOptions, calibrate
+    from .calibrate import CalibrateOptions, calibrate
+    from .runner import hardware_config_path
 
     logging_setup.configure(log_level)
     check_writable(out, "--out")
     names = tuple(n.strip() for n in (holdout_experiments or "").split(",") if n.strip())
     if holdout_experiments is not None and not names:
         raise InputError("--holdout-experiments: give one or more comma-separated experiment names")
-    keys = tuple(k.strip() for k in fit.split(",") if k.strip()) if fit is not None else DEFAULT_FIT
+    keys = tuple(k.strip() for k in fit.split(",") if k.strip()) if fit is not None else None
+    fixed = _parse_set(set_keys) if set_keys is not None else None
     options = CalibrateOptions(
         hardware=hardware, latency_model=latency_model, holdout_fraction=holdout, holdout_experiments=names,
-        fit=keys, jobs=jobs, requests_per_point=requests_per_point,
+        fit=keys, fixed=fixed, jobs=jobs, requests_per_point=requests_per_point,
+        sequential_requests_per_point=sequential_requests_per_point,
+        hardware_config=hardware_config_path(hardware_config),
         report_requests_per_point=report_requests_per_point, max_evals=max_evals, model_configs=model_configs,
         async_scheduling=async_scheduling, seed=seed,
     )
@@ -86,6 +105,21 @@ def calibrate_command(ground_truth: Path, hardware: str, latency_model: str, hol
         raise InputError(f"--out {out}: cannot write: {exc.strerror or exc}") from None
     sys.stdout.flush()
     return 0
+
+
+def _parse_set(text: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:
+            raise InputError(f"--set {item}: expected KEY=NUMBER") from None
+        if not sep or not key.strip():
+            raise InputError(f"--set {item}: expected KEY=NUMBER")
+    return out
 
 
 def _pct(v: float | None) -> str:
@@ -106,6 +140,8 @@ def _print(result: dict) -> None:
         params.add_column(col, justify="left" if col == "key" else "right")
     for key, value in cal["fitted"].items():
         params.add_row(key, f"{cal['initial'][key]:.4g}", f"{value:.4g}")
+    for key, value in cal.get("fixed", {}).items():
+        params.add_row(f"{key} (set)", "-", f"{value:.4g}")
     console.print(params)
     table = Table(title="MAPE before (shipped) / after (fitted); excluded and failed points not included")
     table.add_column("set")
@@ -120,8 +156,8 @@ def _print(result: dict) -> None:
     console.print(table)
     opt = cal["optimizer"]
     console.print(f"cost: {opt['evaluations']} objective evaluations of {opt['requests_per_point']} requests per point "
-                  f"on {opt['jobs']} process(es); fit {cal['fit_wall_time_s']:.1f} s, total {cal['wall_time_s']:.1f} s "
-                  "wall")
+                  f"({opt['sequential_requests_per_point']} per concurrency-1 point) on {opt['jobs']} process(es); "
+                  f"fit {cal['fit_wall_time_s']:.1f} s, total {cal['wall_time_s']:.1f} s wall")
     if cal["failed"]:
         console.print(f"{len(cal['failed'])} point(s) failed: " + "; ".join(
             f"{f['experiment']} {f['point']}: {f['reason']}" for f in cal["failed"][:5]))

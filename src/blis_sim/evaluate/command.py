@@ -37,6 +37,10 @@ _LATENCY_MODELS = ("auto", "blackbox", "roofline-v1", "roofline-v2")
 @click.option("--model-configs", "model_configs", type=click.Path(path_type=Path), default=None, metavar="DIR",
               help="Extra <name>/config.json folders; they win over the packaged ones. A model matches the folder "
                    "named like its last path component, case-insensitively.")
+@click.option("--hardware-config", "hardware_config", type=click.Path(path_type=Path), default=None,
+              metavar="FILE", help="GPU calibrations of the roofline models [default: the packaged "
+                                   "hardware_config.json]; `handset` = the packaged hand-set reference constants "
+                                   "(hardware_config_handset.json); `blis calibrate --out` writes such a file.")
 @click.option("--jobs", type=click.IntRange(min=1), default=None, metavar="N",
               help="Worker processes [default: every core].")
 @click.option("--output", type=click.Path(path_type=Path), default=None, metavar="FILE",
@@ -53,11 +57,12 @@ _LATENCY_MODELS = ("auto", "blackbox", "roofline-v1", "roofline-v2")
               show_default=True, help="stderr log level.")
 @click.option("--quiet", is_flag=True, help="No progress bar on stderr.")
 def evaluate_command(ground_truth: Path, hardware: str, latency_model: str, model_configs: Path | None,
-                     jobs: int | None, output: Path | None, plots: Path | None, requests_per_point: int | None,
+                     hardware_config: Path | None, jobs: int | None, output: Path | None, plots: Path | None,
+                     requests_per_point: int | None,
                      async_scheduling: bool | None, seed: int, log_level: str, quiet: bool) -> int:
     from ..report.results_file import check_writable, write_json_atomic
     from .render import print_report
-    from .runner import DEFAULT_REQUESTS_PER_POINT, Options, evaluate
+    from .runner import DEFAULT_REQUESTS_PER_POINT, Options, evaluate, hardware_config_path
 
     logging_setup.configure(log_level)
     if output is not None:
@@ -67,7 +72,7 @@ def evaluate_command(ground_truth: Path, hardware: str, latency_model: str, mode
     options = Options(
         latency_model=latency_model, hardware=hardware, model_configs=model_configs, jobs=jobs,
         requests_per_point=requests_per_point or DEFAULT_REQUESTS_PER_POINT, async_scheduling=async_scheduling,
-        seed=seed,
+        seed=seed, hardware_config=hardware_config_path(hardware_config),
     )
     with _progress(quiet) as progress:
         ev = evaluate(ground_truth, options, progress)

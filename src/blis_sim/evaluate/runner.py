@@ -21,7 +21,7 @@ from ..config import SimulationConfig
 from ..errors import InputError
 from ..latency.hardware import load_hardware
 from .discover import GroundTruth, load_ground_truth
-from .experiment import Experiment, Failure, SharedPrefixPool
+from .experiment import SEQUENTIAL, Experiment, Failure, SharedPrefixPool
 from .resolve import (
     Unsimulatable,
     blackbox_row,
@@ -55,6 +55,10 @@ class Options:
     requests_per_point: int = DEFAULT_REQUESTS_PER_POINT
     async_scheduling: bool | None = None  # None: per experiment, from its vLLM version
     seed: int = 42
+    hardware_config: Path | None = None  # roofline GPU calibrations; None: the packaged hardware_config.json
+    # Requests of a concurrency-1 (sequential) point; None: requests_per_point. Such a point has no queueing, so a
+    # few requests already give its means (blis calibrate uses this to keep its inner evaluation cheap).
+    sequential_requests_per_point: int | None = None
 
     @property
     def resolved_latency_model(self) -> str:
@@ -84,6 +88,7 @@ def evaluate(ground_truth: Path | str, options: Options = Options(), progress: P
         raise InputError(f"--requests-per-point must be an integer >= 1, got {options.requests_per_point}")
     if options.model_configs is not None and not Path(options.model_configs).is_dir():
         raise InputError(f"--model-configs {options.model_configs}: no such folder (a folder of <name>/config.json)")
+    check_hardware_config(options.hardware_config)
     started = time.perf_counter()
     gt = load_ground_truth(ground_truth)
     failed = list(gt.failed)
@@ -133,8 +138,39 @@ def _context(exp: Experiment, options: Options, extra: dict | None) -> dict:
     return ctx
 
 
+HANDSET_ALIAS = "handset"  # --hardware-config handset: the packaged hand-set reference constants
+
+
+def hardware_config_path(value: Path | str | None) -> Path | None:
+    """``--hardware-config`` as a path: ``handset`` names the packaged hardware_config_handset.json."""
+    if value is None:
+        return None
+    if str(value) == HANDSET_ALIAS and not Path(value).exists():
+        return packaged_hardware_config().with_name("hardware_config_handset.json")
+    return Path(value)
+
+
+def check_hardware_config(path: Path | None) -> None:
+    """``--hardware-config FILE``: it must be a readable JSON object (its entries are checked per experiment)."""
+    if path is None:
+        return
+    import json
+
+    where = f"--hardware-config {path}"
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{where}: no such file (a JSON file of GPU calibrations is required)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{where}: cannot be read ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{where}: not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"{where}: must hold a JSON object mapping GPU names to calibrations")
+
+
 def plan_experiment(exp: Experiment, options: Options) -> tuple[dict, list[RunPlan]]:
-    hw_path = packaged_hardware_config()
+    hw_path = Path(options.hardware_config) if options.hardware_config is not None else packaged_hardware_config()
     folder = find_model_config(exp.model, options.model_configs)
     model = load_model(folder)
     gpu = gpu_entry(exp.gpu or options.hardware, hw_path)
@@ -180,9 +216,10 @@ def plan_experiment(exp: Experiment, options: Options) -> tuple[dict, list[RunPl
         plans.append(RunPlan(exp.name, tuple(order), cfg, exp.lengths, loads,
                              tuple(exp.points[i].itl_definition for i in order), staged=True))
     else:
+        seq_cap = options.sequential_requests_per_point or cap
         for i, p in enumerate(exp.points):
-            plans.append(RunPlan(exp.name, (i,), cfg, exp.lengths, ((p.load, min(p.load.num_requests, cap)),),
-                                 (p.itl_definition,), staged=False))
+            n = min(p.load.num_requests, seq_cap if p.load.pattern == SEQUENTIAL else cap)
+            plans.append(RunPlan(exp.name, (i,), cfg, exp.lengths, ((p.load, n),), (p.itl_definition,), staged=False))
     return ctx, plans
 
 
@@ -268,6 +305,7 @@ def _report(gt: GroundTruth, ev: Evaluation, options: Options, wall: float, sync
         "settings": {
             "latency_model": options.resolved_latency_model,
             "default_hardware": options.hardware,
+            "hardware_config": str(options.hardware_config) if options.hardware_config else "packaged",
             "model_configs": str(options.model_configs) if options.model_configs else None,
             "requests_per_point": options.requests_per_point,
             "engine_loop": ("async" if options.async_scheduling else "sync") if options.async_scheduling is not None

@@ -21,7 +21,9 @@ from .. import api
 from ..config import SimulationConfig
 from ..errors import InputError
 from ..latency.hardware import KEYS
+from ..latency.mfu.fitted import load_packaged_efficiency
 from ..latency.roofline_v1 import RooflineV1
+from ..latency.roofline_v2 import RooflineV2
 from ..latency.select import ResolvedLatency, resolve_latency
 from .experiment import ITL_BLIS, ITL_DECODE, ITL_POOLED, SEQUENTIAL, Lengths, Load, SharedPrefixPool
 from .workloads import Segment, shared_prefix_requests, staged_synthetic_requests, synthetic_requests
@@ -100,14 +102,20 @@ def run_plan(plan: RunPlan) -> RunOutcome:
 
 
 def _with_hardware(resolved: ResolvedLatency, override: dict[str, float], alpha) -> ResolvedLatency:
-    """``resolved`` with its roofline-v1 model rebuilt on the GPU entry with ``override``'s keys replaced (the KV
-    capacity is kept: evaluation plans always state it)."""
+    """``resolved`` with its roofline model rebuilt on the GPU entry with ``override``'s keys replaced (the KV
+    capacity is kept: evaluation plans always state it). For roofline v2 the entry is the one v2 reads (its
+    ``rooflineV2`` keys applied), and only the shipped fitted kernel model can be rebuilt."""
     model = resolved.model
-    if not isinstance(model, RooflineV1):
-        raise InputError(f"a hardware-calibration override needs the roofline-v1 latency model, not {resolved.kind}")
-    hw = replace(model.hw, **{KEYS[key]: float(value) for key, value in override.items()})
-    hw.check_v1()
-    return replace(resolved, model=RooflineV1(model.model_cfg, hw, model.tp, alpha))
+    hw = replace(model.hw, **{KEYS[key]: float(value) for key, value in override.items()}) \
+        if isinstance(model, (RooflineV1, RooflineV2)) else None
+    if isinstance(model, RooflineV1):
+        hw.check_v1()
+        return replace(resolved, model=RooflineV1(model.model_cfg, hw, model.tp, alpha))
+    if isinstance(model, RooflineV2) and model.kernels.get("kernels") == "fitted":
+        hw.check_v2()
+        eff = load_packaged_efficiency(model.hw.name)
+        return replace(resolved, model=RooflineV2.fitted(model.model_cfg, hw, model.tp, eff, alpha))
+    raise InputError(f"a hardware-calibration override needs roofline v1 or v2 (fitted kernels), not {resolved.kind}")
 
 
 def _requests(plan: RunPlan) -> tuple[list, list[Segment]]:

@@ -44,9 +44,13 @@ class AlphaOverheads:
 
     __slots__ = ()
 
-    def _set_alpha(self, alpha: Sequence[float]) -> None:
+    def _set_alpha(self, alpha: Sequence[float], request_overhead_us: float = 0.0) -> None:
+        """α, plus the roofline models' per-request API-server overhead (``requestOverheadMicros``; 0 = off), which
+        joins α0: both are time between a request's arrival and its entering the waiting queue."""
         self.alpha = tuple(float(a) for a in alpha)
         self._a0, self._a1, a2 = self.alpha
+        if request_overhead_us:
+            self._a0 += float(request_overhead_us)
         self._out = int(a2)
 
     def queueing_time(self, num_prompt_tokens: int) -> int:

@@ -36,10 +36,22 @@ KEYS: dict[str, str] = {
     "mixedPrefillOverheadMicros": "mixed_prefill_overhead_micros",
     "allReduceLatency": "all_reduce_latency",
     "perLayerOverhead": "per_layer_overhead",
+    # Terms added after error analysis against real vLLM measurements (README "Calibrating"). A missing key reads 0,
+    # which switches the term off, so the reference's hand-set tables reproduce its numbers exactly.
+    "requestOverheadMicros": "request_overhead_micros",
+    "allReduceBwGBs": "all_reduce_bw_gbs",
+    "decodeKvBwEff": "decode_kv_bw_eff",
+    "moeExperts": "moe_experts",
+    "gemmEta": "gemm_eta",
 }
 _BY_LOWER = {key.lower(): (key, name) for key, name in KEYS.items()}
 _MEMORY_KEY = "memorygb"
 _LINK_KEY = "linkbwgbs"  # interconnect bandwidth per GPU and direction (GB/s); used by roofline v2's all-reduce
+# A nested object of keys that replace the entry's own for roofline v2 only (its calibrated overheads differ from
+# v1's: v2 prices the kernels, v1 folds kernel inefficiency into its MFUs), e.g. "rooflineV2": {"TOverheadMicros": 900}.
+_V2_KEY = "rooflinev2"
+V2_OVERRIDABLE = ("TOverheadMicros", "prefillOverheadMicros", "mixedPrefillOverheadMicros", "allReduceLatency",
+                  "requestOverheadMicros", "gemmEta")
 
 # What v1 divides by (reference order first: the five keys the reference itself checks), then the keys that only
 # need to be finite, with the overheads also >= 0 so that a step time can never be negative.
@@ -48,7 +60,9 @@ V1_POSITIVE = (
     "mfuPrefillMultiplier", "mfuDecodeMultiplier", "prefillBwFactor", "decodeBwFactor", "vectorPeakFraction",
 )
 V1_FINITE = ("tpScalingExponent", "decodeTpScalingExponent")
-V1_NON_NEGATIVE = ("TOverheadMicros", "prefillOverheadMicros", "mixedPrefillOverheadMicros", "allReduceLatency")
+V1_NON_NEGATIVE = ("TOverheadMicros", "prefillOverheadMicros", "mixedPrefillOverheadMicros", "allReduceLatency",
+                   "requestOverheadMicros", "allReduceBwGBs")
+V1_FRACTION_OR_OFF = ("decodeKvBwEff",)  # 0 (off) or in (0, 1]
 V2_POSITIVE = ("TFlopsPeak", "BwPeakTBs")
 
 
@@ -74,6 +88,13 @@ class HardwareCalib:
     mixed_prefill_overhead_micros: float = 0.0
     all_reduce_latency: float = 0.0
     per_layer_overhead: float = 0.0  # accepted, unused by v1 (§9 D17)
+    # Added terms (0 = off, the reference's behaviour). See the README section "Calibrating" for the evidence.
+    request_overhead_micros: float = 0.0  # per request, API server (HTTP, tokenizing, first-token streaming): v1, v2
+    all_reduce_bw_gbs: float = 0.0  # v1: TP all-reduce traffic at this bus bandwidth (GB/s); 0: latency only
+    decode_kv_bw_eff: float = 0.0  # v1: share of BwPeakTBs the decode attention reads the KV cache at; 0: BwEffConstant
+    moe_experts: float = 0.0  # v1: 1 prices an MoE model's experts (weights touched, k experts' FLOPs); 0: dense
+    gemm_eta: float = 0.0  # v2 (fitted kernels): share of BwPeakTBs a GEMM streams its operands at; 0: the model's
+    v2_overrides: tuple[tuple[str, float], ...] = ()  # ``rooflineV2`` keys (file spelling, value)
     memory_gb: float | None = None  # GPU memory; not validated (for a later KV-capacity derivation)
     link_bw_gbs: float | None = None  # ``linkBwGBs``: NVLink/PCIe bandwidth per direction, GB/s (roofline v2 only)
 
@@ -83,30 +104,54 @@ class HardwareCalib:
 
     def check_v1(self) -> None:
         """Raise ``InputError`` for the first key that would make a v1 step time infinite, NaN or negative."""
-        for key in V1_POSITIVE:
+        self._require(V1_POSITIVE, _positive, "a positive number")
+        self._require(V1_FINITE, math.isfinite, "a finite number")
+        self._require(V1_NON_NEGATIVE, _non_negative, "a finite number >= 0")
+        self.check_added_terms()
+
+    def _require(self, keys, ok, what: str) -> None:
+        for key in keys:
             v = self.value(key)
-            if not (math.isfinite(v) and v > 0):
-                raise InputError(f"hardware config {self.name}: {key} must be a positive number, got {format_value(v)}")
-        for key in V1_FINITE:
-            v = self.value(key)
-            if not math.isfinite(v):
-                raise InputError(f"hardware config {self.name}: {key} must be a finite number, got {format_value(v)}")
-        for key in V1_NON_NEGATIVE:
-            v = self.value(key)
-            if not (math.isfinite(v) and v >= 0):
-                raise InputError(
-                    f"hardware config {self.name}: {key} must be a finite number >= 0, got {format_value(v)}"
-                )
+            if not ok(v):
+                raise InputError(f"hardware config {self.name}: {key} must be {what}, got {format_value(v)}")
+
+    def check_added_terms(self) -> None:
+        """The added terms: finite and >= 0; ``decodeKvBwEff`` at most 1; ``moeExperts`` 0 or 1."""
+        self._require(("requestOverheadMicros", "allReduceBwGBs", "decodeKvBwEff", "moeExperts"), _non_negative,
+                      "a finite number >= 0")
+        if self.decode_kv_bw_eff > 1:
+            raise InputError(f"hardware config {self.name}: decodeKvBwEff must be in (0, 1] (0: off), got "
+                             f"{format_value(self.decode_kv_bw_eff)}")
+        if self.moe_experts not in (0.0, 1.0):
+            raise InputError(f"hardware config {self.name}: moeExperts must be 0 or 1, got "
+                             f"{format_value(self.moe_experts)}")
+
+    def for_v2(self) -> "HardwareCalib":
+        """This entry as roofline v2 reads it: the ``rooflineV2`` keys replace the entry's own."""
+        if not self.v2_overrides:
+            return self
+        from dataclasses import replace
+
+        return replace(self, v2_overrides=(), **{KEYS[k]: v for k, v in self.v2_overrides})
 
     def check_v2(self) -> None:
         """v2 divides only by the two peaks (ROOFLINE.md §1.2, last paragraph)."""
-        for key in V2_POSITIVE:
-            v = self.value(key)
-            if not (math.isfinite(v) and v > 0):
-                raise InputError(f"hardware config {self.name}: {key} must be a positive number, got {format_value(v)}")
+        self._require(V2_POSITIVE, _positive, "a positive number")
+        self._require(V2_OVERRIDABLE, _non_negative, "a finite number >= 0")
+        if self.gemm_eta > 1:
+            raise InputError(f"hardware config {self.name}: gemmEta must be in (0, 1] (0: the efficiency model's), "
+                             f"got {format_value(self.gemm_eta)}")
 
     def describe(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _positive(v: float) -> bool:
+    return math.isfinite(v) and v > 0
+
+
+def _non_negative(v: float) -> bool:
+    return math.isfinite(v) and v >= 0
 
 
 def _number(value: Any) -> float | None:
@@ -125,6 +170,9 @@ def parse_entry(name: str, entry: Any, where: str) -> HardwareCalib:
         if lower == _MEMORY_KEY:
             values["memory_gb"] = _number(raw)
             continue
+        if lower == _V2_KEY:
+            values["v2_overrides"] = _v2_overrides(name, raw, where)
+            continue
         if lower == _LINK_KEY:
             number = _number(raw)
             if number is None or not math.isfinite(number) or number < 0:
@@ -139,6 +187,24 @@ def parse_entry(name: str, entry: Any, where: str) -> HardwareCalib:
             raise InputError(f"{where}: {name}.{known[0]} must be a number, got {json.dumps(raw)}")
         values[known[1]] = number
     return HardwareCalib(name=name, **values)
+
+
+def _v2_overrides(name: str, raw: Any, where: str) -> tuple[tuple[str, float], ...]:
+    if not isinstance(raw, dict):
+        raise InputError(f"{where}: {name}.rooflineV2 must be a JSON object of calibration keys")
+    allowed = {k.lower(): k for k in V2_OVERRIDABLE}
+    out: dict[str, float] = {}
+    for key, value in raw.items():
+        known = allowed.get(key.lower())
+        if known is None:
+            raise InputError(f"{where}: {name}.rooflineV2.{key} cannot be set for roofline v2 only (keys: "
+                             f"{', '.join(V2_OVERRIDABLE)})")
+        number = _number(value)
+        if number is None or not math.isfinite(number) or number < 0:
+            raise InputError(
+                f"{where}: {name}.rooflineV2.{known} must be a finite number >= 0, got {json.dumps(value)}")
+        out[known] = number
+    return tuple(out.items())
 
 
 def _parse_constant(token: str) -> float:

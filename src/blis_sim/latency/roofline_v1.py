@@ -6,6 +6,22 @@ reference's per-request summation up to the last bits of a double (checked again
 The reference's quirks are kept for parity: separate prefill/decode phases blended by fixed weights, prefill memory
 divided by tp but compute by tp^εp, the KV/activation factors chosen by n = 1, and rounding half away from zero.
 α prices queueing and output tokens exactly as in blackbox mode (§7.3).
+
+Four optional terms, each off when its hardware-config key is 0 or missing (so the reference's tables reproduce
+its numbers bit for bit), were added after error analysis against real vLLM measurements (README "Calibrating"):
+
+* ``requestOverheadMicros``: a fixed per-request API-server time (HTTP, tokenizing, streaming the first token) added
+  to the queueing time, so to TTFT and E2E but not to the GPU's busy time. Evidence: at concurrency 1 the measured
+  TTFT exceeds the simulated one by 7.6-9.4 ms on six chat sweeps of four models at TP 1-4;
+* ``allReduceBwGBs``: the traffic of TP's two all-reduces per layer, 2(t−1)/t·m·D·2 bytes each over this bus
+  bandwidth, on top of ``allReduceLatency`` (which alone does not grow with the m tokens of the step). Evidence: the
+  long-prompt TTFT gap of Llama-2-7B grows with TP (15, 19, 22 ms at TP 1, 2, 4) while the chat gap stays at 8 ms;
+* ``decodeKvBwEff``: decode attention reads the KV cache at this share of the HBM peak instead of
+  ``BwEffConstant`` (a few long sequences keep few SMs busy). Evidence: v1's ITL error on long-context sweeps is
+  15-20 points more negative than on short-context ones for the same model and TP;
+* ``moeExperts`` = 1: an MoE model moves the weights of the experts its tokens touch (E·(1 − (1 − k/E)^m) of E for
+  m tokens under uniform top-k routing) and computes k experts' MLPs per token; the reference treats the model as
+  dense with one MLP (ROOFLINE.md §9 D11). Evidence: Mixtral-8x7B ITL 77% too low.
 """
 
 from __future__ import annotations
@@ -39,7 +55,6 @@ class RooflineV1(AlphaOverheads):
         self.model_cfg = model_cfg
         self.hw = hw
         self.tp = tp
-        self._set_alpha(alpha)
 
         m = model_cfg
         L, D, H, b = m.num_layers, m.hidden_size, m.num_heads, m.bytes_per_param
@@ -72,6 +87,27 @@ class RooflineV1(AlphaOverheads):
         self._o_step = hw.t_overhead_micros
         self._o_pre = hw.prefill_overhead_micros
         self._o_mix = hw.mixed_prefill_overhead_micros
+        self._set_alpha(alpha, hw.request_overhead_micros)
+        # Added terms (module docstring); each is None / 0 when its key is off, leaving the reference's arithmetic.
+        self._comm_per_token = (m.num_layers * 2 * 2 * (tp - 1) / tp * D * 2 / (hw.all_reduce_bw_gbs * 1e9)
+                                if tp > 1 and hw.all_reduce_bw_gbs > 0 else 0.0)
+        self._kv_bw = (hw.bw_peak_tbs * 1e12 * hw.decode_kv_bw_eff * hw.decode_bw_factor
+                       if hw.decode_kv_bw_eff > 0 else None)
+        self._moe: tuple[float, float, float, float] | None = None  # (bytes outside the experts, per expert, E, k)
+        if hw.moe_experts and m.num_experts:
+            E = m.num_experts
+            k = max(1, min(m.num_experts_per_tok or 1, E))
+            Lm = m.moe_layers
+            Fe = m.moe_intermediate_size or F
+            Fs = m.shared_expert_intermediate_size
+            attn = D * (D + 2 * dkv) + D * D
+            fixed = L * attn + (L - Lm) * 3 * D * F + Lm * (D * E + 3 * D * Fs)
+            self._moe = (fixed * b, Lm * 3 * D * Fe * b, float(E), float(k))
+            self.weight_bytes = (fixed + Lm * E * 3 * D * Fe) * b  # every expert (a prefill touches them all)
+            self.gemm_per_token = (L * (2 * (D * D + 2 * D * dkv) + 2 * D * D) + (L - Lm) * 2 * 3 * D * F
+                                   + Lm * (2 * D * E + 2 * 3 * D * (k * Fe + Fs)))
+            self._pre_weights = self.weight_bytes / tp
+            self._dec_weights = self.weight_bytes / self._tp_dec
 
     # ---------------------------------------------------------------- per-request building blocks (§2.2, §2.3)
     def request_flops(self, p: int, n: int) -> tuple[float, float]:
@@ -111,18 +147,37 @@ class RooflineV1(AlphaOverheads):
         gemm = self.gemm_per_token * tokens / self._tp_pre
         attn = self.attn_per_nc * nc / self._tp_pre
         compute = gemm / self._pre_gemm_rate + attn / self._vec_flops
-        memory = (self._pre_weights + dyn / self.tp) / self._pre_bw
+        weights = self._pre_weights if self._moe is None else self._moe_weights(tokens) / self.tp
+        memory = (weights + dyn / self.tp) / self._pre_bw
         return compute if compute > memory else memory
+
+    def _moe_weights(self, tokens: float) -> float:
+        """Weight bytes a step of ``tokens`` tokens reads with ``moeExperts`` on: the experts touched."""
+        fixed, per_expert, e, k = self._moe  # type: ignore[misc]
+        return fixed + per_expert * e * (1.0 - (1.0 - k / e) ** tokens)
 
     def decode_time(self, num_decodes: int, context_sum: int) -> float:
         """tD in seconds for ``num_decodes`` decodes whose contexts sum to ``context_sum`` (§3.1)."""
         td = self._tp_dec
         gemm = self.gemm_per_token * num_decodes / td
         attn = self.attn_per_nc * context_sum / td
-        dyn = (self._dec_bytes_fixed * num_decodes + self._dec_bytes_per_ctx * context_sum) / td
         compute = gemm / self._dec_gemm_rate + attn / self._vec_flops
-        memory = (self._dec_weights + dyn) / self._dec_bw
+        if self._moe is None and self._kv_bw is None:  # the reference's arithmetic
+            dyn = (self._dec_bytes_fixed * num_decodes + self._dec_bytes_per_ctx * context_sum) / td
+            memory = (self._dec_weights + dyn) / self._dec_bw
+        else:
+            memory = self._dec_memory(num_decodes, context_sum)
         return compute if compute > memory else memory
+
+    def _dec_memory(self, num_decodes, context_sum):
+        """Decode memory time with the added terms (``moeExperts``, ``decodeKvBwEff``); arrays work too."""
+        td = self._tp_dec
+        weights = self._dec_weights if self._moe is None else self._moe_weights(num_decodes) / td
+        if self._kv_bw is None:
+            dyn = (self._dec_bytes_fixed * num_decodes + self._dec_bytes_per_ctx * context_sum) / td
+            return (weights + dyn) / self._dec_bw
+        return ((weights + self._dec_bytes_fixed * num_decodes / td) / self._dec_bw
+                + self._dec_bytes_per_ctx * context_sum / td / self._kv_bw)
 
     # ---------------------------------------------------------------- LatencyModel
     def step_time(self, step: StepRecord) -> int:
@@ -147,7 +202,7 @@ class RooflineV1(AlphaOverheads):
         else:
             hw_time = t_pre
             o_req = num_prefills * self._o_pre
-        return self._total(hw_time, num_prefills + num_decodes, num_decodes, o_req)
+        return self._total(hw_time, num_prefills + num_decodes, num_decodes, o_req, step.num_prefill_tokens)
 
     def decode_step_time(self, num_decodes: int, context_sum: int) -> int:
         """``step_time`` of a decode-only step: what decode skip-ahead asks for each step it advances."""
@@ -160,17 +215,23 @@ class RooflineV1(AlphaOverheads):
         td = self._tp_dec
         gemm = self.gemm_per_token * num_decodes / td
         attn = self.attn_per_nc * context_sums / td
-        dyn = (self._dec_bytes_fixed * num_decodes + self._dec_bytes_per_ctx * context_sums) / td
         compute = gemm / self._dec_gemm_rate + attn / self._vec_flops
-        memory = (self._dec_weights + dyn) / self._dec_bw
+        if self._moe is None and self._kv_bw is None:
+            dyn = (self._dec_bytes_fixed * num_decodes + self._dec_bytes_per_ctx * context_sums) / td
+            memory = (self._dec_weights + dyn) / self._dec_bw
+        else:
+            memory = self._dec_memory(num_decodes, context_sums)
         hw_time = np.where(compute > memory, compute, memory)
         o_step = step_overhead_us(self._o_step, num_decodes, num_decodes)
-        return np.floor((hw_time + self._comm + o_step / 1e6 + 0.0 / 1e6) * 1e6 + 0.5).astype(np.int64)
+        comm = self._comm + self._comm_per_token * num_decodes if self._comm_per_token else self._comm
+        return np.floor((hw_time + comm + o_step / 1e6 + 0.0 / 1e6) * 1e6 + 0.5).astype(np.int64)
 
-    def _total(self, hw_time: float, r: int, num_decodes: int, o_req: float) -> int:
+    def _total(self, hw_time: float, r: int, num_decodes: int, o_req: float, prefill_tokens: int = 0) -> int:
         """Add communication and overheads (§6), round half away from zero (never negative for valid inputs)."""
         o_step = step_overhead_us(self._o_step, r, num_decodes)
-        return math.floor((hw_time + self._comm + o_step / 1e6 + o_req / 1e6) * 1e6 + 0.5)
+        comm = self._comm + self._comm_per_token * (prefill_tokens + num_decodes) if self._comm_per_token \
+            else self._comm
+        return math.floor((hw_time + comm + o_step / 1e6 + o_req / 1e6) * 1e6 + 0.5)
 
     def describe(self) -> dict:
         return {

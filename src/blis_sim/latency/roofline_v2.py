@@ -21,7 +21,11 @@ This is the model ROOFLINE.md §9 recommends, not the reference's v2 (whose defe
   82% of the HBM peak (D6);
 * TP: two all-reduces per layer of m·D activations, each ``allReduceLatency`` plus its ring traffic
   2(t−1)/t·m·D·2 B over ``linkBwGBs`` (D9; latency only when the hardware entry has no link bandwidth);
-* overheads exactly as v1 (ROOFLINE.md §6: per step, per prefill request), so v1 and v2 differ only in the kernels;
+* overheads exactly as v1 (ROOFLINE.md §6: per step, per prefill request), so v1 and v2 differ only in the kernels,
+  plus v1's per-request API-server time ``requestOverheadMicros`` (added to the queueing time); a hardware entry's
+  ``rooflineV2`` object holds the overheads calibrated for v2 (``HardwareCalib.for_v2``), and its ``gemmEta`` (0 or
+  missing: off) replaces the fitted GEMM model's bandwidth efficiency: the micro-benchmarks time each GEMM alone,
+  while a served model streams its weights through CUDA-graphed kernels back to back;
   rounding half up to whole microseconds (D19).
 
 An attention shape without a table is priced with the roofline v1 attention formula (one warning at construction).
@@ -32,6 +36,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -137,7 +142,7 @@ class RooflineV2(AlphaOverheads):
                  prefill, decode, kernels: dict, alpha: Sequence[float] = (0.0, 0.0, 0.0)) -> None:
         self.model_cfg, self.hw, self.tp = model_cfg, hw, tp
         self.kernels = kernels  # describe() of the kernel source
-        self._set_alpha(alpha)
+        self._set_alpha(alpha, hw.request_overhead_micros)  # requestOverheadMicros: per-request API-server time
         self._gemm = gemm_seconds
         self.prefill_attention, self.decode_attention = prefill, decode
         s = _Shapes(model_cfg, tp)
@@ -208,6 +213,8 @@ class RooflineV2(AlphaOverheads):
         s = _Shapes(model_cfg, tp)
         peak, bw = hw.tflops_peak * 1e12, hw.bw_peak_tbs * 1e12
         g, dtype = eff.gemm, s.gemm_dtype
+        if hw.gemm_eta > 0:  # calibrated on served models (README "Calibrating"): replaces the micro-benchmark's eta
+            g = replace(g, eta=hw.gemm_eta)
 
         def gemm_seconds(m: float, k: float, n: float) -> float:
             return g.seconds(m, k, n, dtype, peak, bw)

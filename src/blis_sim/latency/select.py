@@ -126,12 +126,14 @@ def _roofline(lat: LatencyConfig, eng: EngineConfig) -> ResolvedLatency:
         model = RooflineV1(model_cfg, hw, tp, lat.alpha_coeffs)
         log.info("latency model: roofline-v1 (%s on %s, TP %d)", model_cfg.source, hw.name, tp)
     elif lat.bench_data_path is not None:
+        hw = hw.for_v2()
         hw.check_v2()
         db = MFUDatabase.load(lat.bench_data_path, hardware, hw.tflops_peak, hw.bw_peak_tbs)
         model = RooflineV2.from_tables(model_cfg, hw, tp, db, lat.alpha_coeffs)
         log.info("latency model: roofline-v2 with the kernel tables of %s (GPU folder %s, GEMM table read as %s)",
                  db.root, db.gpu_folder, db.gemm.dtype.upper())
     else:
+        hw = hw.for_v2()
         hw.check_v2()
         eff = load_packaged_efficiency(hw.name)
         model = RooflineV2.fitted(model_cfg, hw, tp, eff, lat.alpha_coeffs)
