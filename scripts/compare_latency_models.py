@@ -49,9 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bench-data-path", type=Path)
     ap.add_argument("--hardware", default="H100")
     ap.add_argument("--tp", type=int, default=1)
+    ap.add_argument("--hardware-config", type=Path, default=DATA / "hardware_config.json",
+                    help="default: the packaged (calibrated) file; hardware_config_handset.json for the hand-set one")
     args = ap.parse_args(argv)
     logging.getLogger("blis_sim").setLevel(logging.ERROR)
-    hw = load_hardware(DATA / "hardware_config.json", args.hardware)
+    hw = load_hardware(args.hardware_config, args.hardware)
     db = (MFUDatabase.load(args.bench_data_path, args.hardware, hw.tflops_peak, hw.bw_peak_tbs)
           if args.bench_data_path else None)
     eff = load_packaged_efficiency(hw.name)
