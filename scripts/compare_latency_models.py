@@ -30,13 +30,7 @@ from blis_sim.latency.roofline_v2 import RooflineV2  # noqa: E402
 DATA = ROOT / "src" / "blis_sim" / "data"
 
 
-def _step(prefills=(), decodes=()) -> StepRecord:
-    step = StepRecord(start=0)
-    step.prefill_items = list(prefills)
-    step.num_prefill_tokens = sum(n for _, n in prefills)
-    step.num_decodes = len(decodes)
-    step.decode_context_sum = sum(decodes)
-    return step
+_step = StepRecord.priced
 
 
 CASES = [("decode 1 @ 1024", _step((), [1024])), ("decode 32 @ 1024", _step((), [1024] * 32)),

@@ -148,13 +148,7 @@ def fit_prefill(db: MFUDatabase, peak: float) -> tuple[dict, dict]:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _step(prefills=(), decodes=()) -> StepRecord:
-    step = StepRecord(start=0)
-    step.prefill_items = list(prefills)
-    step.num_prefill_tokens = sum(n for _, n in prefills)
-    step.num_decodes = len(decodes)
-    step.decode_context_sum = sum(decodes)
-    return step
+_step = StepRecord.priced
 
 
 def compare_with_tables(db: MFUDatabase, hw, eff) -> dict:

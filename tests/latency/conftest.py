@@ -16,14 +16,7 @@ SHARED = REPO / ".." / "shared"
 REFERENCE = SHARED / "data" / "reference"
 
 
-def make_step(prefills: list[tuple[int, int]] = (), decodes: list[int] = ()) -> StepRecord:
-    """A StepRecord with prefill items (p, n) and decodes given by their contexts p."""
-    step = StepRecord(start=0)
-    step.prefill_items = list(prefills)
-    step.num_prefill_tokens = sum(n for _, n in prefills)
-    step.num_decodes = len(decodes)
-    step.decode_context_sum = sum(decodes)
-    return step
+make_step = StepRecord.priced
 
 
 @pytest.fixture(scope="session")

@@ -25,14 +25,7 @@ DECODE_B = (1, 16, 128)
 DECODE_KV = (1024, 4096, 16384)
 
 
-def make_step(prefills=(), decodes=()) -> StepRecord:
-    """A StepRecord with prefill items (p, n) and decodes given by their contexts p (as conftest's ``step``)."""
-    step = StepRecord(start=0)
-    step.prefill_items = list(prefills)
-    step.num_prefill_tokens = sum(n for _, n in prefills)
-    step.num_decodes = len(decodes)
-    step.decode_context_sum = sum(decodes)
-    return step
+make_step = StepRecord.priced
 
 
 def gemm_latency_us(m: int, k: int, n: int, nbytes: int = 2) -> float:

@@ -56,6 +56,17 @@ class StepRecord:
         return len(self.requests)
 
     @classmethod
+    def priced(cls, prefills=(), decodes=()) -> "StepRecord":
+        """A record carrying only what a latency model reads: prefill items ``(c_before, k)`` and decodes given
+        by their contexts (for pricing steps outside a simulation: scripts, tests)."""
+        step = cls(0)
+        step.prefill_items = list(prefills)
+        step.num_prefill_tokens = sum(k for _, k in step.prefill_items)
+        step.num_decodes = len(decodes)
+        step.decode_context_sum = sum(decodes)
+        return step
+
+    @classmethod
     def cohort_only(cls, start: int, size: int, level: int, context_sum: int) -> "StepRecord":
         """A step in which the decode cohort, and nothing else, decodes one token per member."""
         step = cls(start)
