@@ -188,8 +188,8 @@ FLAGS: tuple[Flag, ...] = (
     Flag("log", "output", OUTPUT, "choice", "warn", f"stderr log level: {_choices(LOG_LEVELS)}."),
     Flag("quiet", "output", OUTPUT, "switch", "off", "No progress bar on stderr."),
     Flag("skip_ahead", TOP, OUTPUT, "offswitch", "off",
-         "Step every decode step one by one instead of advancing stable decode stretches in one go "
-         "(same results, slower; for verification)."),
+         "Form every step with the reference scheduler, one by one, instead of the decode-cohort fast path and "
+         "its stable decode stretches (same results, slower; for verification)."),
     Flag("latency_model", "latency", MODEL, "choice", "auto",
          f"Latency model: {_choices(LATENCY_MODELS)}. auto: roofline-v2 when --bench-data-path is given, roofline-v1 "
          "with --model-config-folder and --hardware-config, else blackbox. roofline-v2 without --bench-data-path "
