@@ -76,8 +76,9 @@ def execute(prepared: PreparedRun, progress: ProgressCallback | None = None, col
     """Simulate a prepared run. ``collect_requests`` keeps per-request records (the results file)."""
     cfg, resolved = prepared.cfg, prepared.resolved
     latency = resolved.model
+    decode_memo: dict[int, int] = {}  # one latency model for every instance: they share its memoised durations
     instances = [
-        Instance(i, cfg.engine, resolved.total_kv_blocks, latency, cfg.skip_ahead)
+        Instance(i, cfg.engine, resolved.total_kv_blocks, latency, cfg.skip_ahead, decode_memo)
         for i in range(cfg.cluster.num_instances)
     ]
     log.info(

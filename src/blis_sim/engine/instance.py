@@ -59,6 +59,7 @@ class Instance(FastPath, AsyncLoop):
         total_kv_blocks: int,
         latency: LatencyModel,
         skip_ahead: bool = True,
+        decode_memo: dict[int, int] | None = None,
     ) -> None:
         self.index = index
         self.name = f"instance_{index}"
@@ -77,7 +78,9 @@ class Instance(FastPath, AsyncLoop):
         self.step_pending = False
         self.num_pending = 0  # routed here, not yet in the waiting queue
         self.cohort = DecodeCohort(self.block_size)  # steady decoders of the fast path (skip_ahead only)
-        self.decode_memo: dict[int, int] = {}  # decode-only step durations by context sum * stride + batch size
+        # decode-only step durations by context sum * stride + batch size; instances with the same latency model
+        # and engine settings may share one (the model is a pure function)
+        self.decode_memo: dict[int, int] = {} if decode_memo is None else decode_memo
         self.memo_stride = cfg.max_num_running_reqs + 1
 
     # -- ENQUEUE ----------------------------------------------------------------------------------------------
