@@ -55,7 +55,8 @@ class FastPath:
         demand = size
         need = len(takers)
         thr = sched.long_prefill_threshold
-        shares = []
+        shares = []  # tokens each other running request computes in this step
+        extras = []  # and the blocks it takes for them
         for r in running:
             c = r.num_computed_tokens
             k = r.num_prompt_tokens + r.num_generated - c
@@ -64,6 +65,7 @@ class FastPath:
             shares.append(k)
             demand += k
             extra = -(-(c + k) // bs) - len(r.blocks)
+            extras.append(extra)
             if extra > 0:
                 need += extra
         if demand > sched.token_budget or need > pool.num_blocks - pool.num_used:
@@ -77,12 +79,11 @@ class FastPath:
         if running:
             # block takes, then key registrations, each in admission order over the cohort and the others
             ti = 0
-            for r, k in zip(running, shares):
+            for r, extra in zip(running, extras):
                 seq = r.seq
                 while ti < len(takers) and takers[ti].seq < seq:
                     takers[ti].blocks.append(take())
                     ti += 1
-                extra = -(-(r.num_computed_tokens + k) // bs) - len(r.blocks)
                 if extra > 0:
                     r.blocks.extend(pool.take_many(extra))
             for t in takers[ti:]:

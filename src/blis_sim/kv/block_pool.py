@@ -73,29 +73,8 @@ class BlockPool:
             self.num_used += fresh
             if fresh == n:
                 return list(range(start, start + n))
-        out = list(range(start, start + fresh))
-        if self.stale:
-            out.extend(self.take() for _ in range(n - fresh))
-            return out
-        # the body of ``take`` for released blocks, in one loop
-        popleft = self.released.popleft
-        ref_cnt = self.ref_cnt
-        key = self.key
-        index = self.index
-        for _ in range(n - fresh):
-            block = popleft()
-            ref_cnt[block] = 1
-            old = key[block]
-            if old is not None:
-                key[block] = None
-                holders = index[old]
-                if len(holders) == 1:
-                    del index[old]
-                else:
-                    holders.remove(block)
-            out.append(block)
-        self.num_used += n - fresh
-        return out
+        take = self.take
+        return [*range(start, start + fresh), *(take() for _ in range(n - fresh))]
 
     def revive(self, block: int) -> None:
         """Share a cached block found by a prefix lookup (it may be free: then it leaves the free queue)."""

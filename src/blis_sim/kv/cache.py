@@ -43,10 +43,6 @@ class KVCacheManager:
                 append(digest())
         return keys
 
-    def block_key(self, req: Request, j: int) -> int:
-        """Key of block j of the request's tokens."""
-        return self.keys_of(req)[j]
-
     def register_full_blocks(self, req: Request, num_computed: int) -> None:
         """Key every block that is full once ``num_computed`` tokens are in the cache (§8.4.2)."""
         full = num_computed // self.block_size
