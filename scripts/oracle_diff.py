@@ -65,6 +65,10 @@ import sys
 import time
 import traceback
 
+# The instrumentation below patches engine classes, which the compiled engine does not allow: run the Python
+# sources (the same results; src/blis_sim/_compiled.py).
+os.environ["BLIS_SIM_PURE"] = "1"
+
 ORACLE_DIR = "/work/shared/tools/vllm-oracle"
 DEFAULT_ORACLE_PY = "/tmp/vllm-oracle-venv/bin/python"
 
@@ -268,6 +272,7 @@ class OurRun:
 
     def __init__(self) -> None:
         from blis_sim import cli, logging_setup
+        from blis_sim.engine import async_loop
         from blis_sim.engine.instance import Instance
         from blis_sim.kv.block_pool import BlockPool
 
@@ -302,7 +307,7 @@ class OurRun:
             me.log_batch(inst, inst.in_flight, now, end, before)
             return end
 
-        orig_form = Instance._form_async
+        orig_form = async_loop.form_async
 
         def form_async(inst, now):
             """Async runs (§7.8): log each batch as it is formed (its start and duration)."""
@@ -313,7 +318,7 @@ class OurRun:
             return rec
 
         Instance.step = step
-        Instance._form_async = form_async
+        async_loop.form_async = form_async
         BlockPool.take = take
 
     def log_batch(self, inst, rec, start: int, end: int, before: set[int]) -> None:

@@ -7,6 +7,10 @@
 
 __version__ = "0.1.0"
 
+from . import _compiled  # noqa: E402
+
+engine_build = _compiled.choose()  # "compiled", "pure" or "stale" (see _compiled.py)
+
 from .api import execute, prepare, run  # noqa: E402
 from .config import SimulationConfig  # noqa: E402
 from .errors import InputError  # noqa: E402

@@ -40,6 +40,11 @@ def make_request(index, arrival, prompt, output):
     return Request(index, arrival, tokens, len(prompt))
 
 
+def fresh(requests):
+    """Unsimulated copies of hand-made requests (the compiled Request does not support copy.deepcopy)."""
+    return [Request(r.index, r.arrival, r.tokens.copy(), r.num_prompt_tokens) for r in requests]
+
+
 def check_instance(inst: Instance) -> None:
     """KV invariants of ENGINE.md §8.8 plus the status bookkeeping of the queues."""
     sched = inst.scheduler
@@ -65,8 +70,8 @@ class CheckedInstance(Instance):
         self.steps = []
         self._seen = []  # async batches already recorded
 
-    def _apply(self, step, now):
-        super()._apply(step, now)
+    def apply_step(self, step, now):
+        super().apply_step(step, now)
         check_instance(self)
 
     def step(self, now, bound=2**63):

@@ -9,7 +9,7 @@ from blis_sim.config import EngineConfig
 from blis_sim.metrics.summary import cluster_block
 from blis_sim.request import RequestStatus
 
-from harness import LinearLatency, make_request, simulate
+from harness import LinearLatency, fresh, make_request, simulate
 
 SEGMENTS = [list(range(s * 100, s * 100 + 7)) for s in range(4)]  # shared prompt pieces -> prefix hits
 
@@ -104,8 +104,6 @@ def test_invariants(reqs, engine, n_inst, a2, horizon):
 @settings(max_examples=40, deadline=None)
 @given(reqs=workloads(), engine=engines)
 def test_determinism(reqs, engine):
-    import copy
-
-    first = simulate(copy.deepcopy(reqs), engine)
-    second = simulate(copy.deepcopy(reqs), engine)
+    first = simulate(fresh(reqs), engine)
+    second = simulate(fresh(reqs), engine)
     assert cluster_block(first.instances) == cluster_block(second.instances)

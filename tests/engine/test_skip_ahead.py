@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from blis_sim.config import EngineConfig
 
-from harness import LinearLatency, make_request, simulate
+from harness import LinearLatency, fresh, make_request, simulate
 from test_invariants import engines, workloads
 
 
@@ -41,8 +40,8 @@ def _state(sim):
 def test_skip_ahead_equals_single_stepping(reqs, engine, n_inst, a2, horizon, b2, a1):
     # a1 > 0: a later arrival with a shorter prompt reaches the waiting queue first (found by the vLLM oracle)
     latency = LinearLatency(b0=700, b1=5, b2=b2, a0=11, a2=a2, a1=a1)
-    single = simulate(copy.deepcopy(reqs), engine, latency, n_inst, horizon, skip_ahead=False)
-    fast = simulate(copy.deepcopy(reqs), engine, latency, n_inst, horizon, skip_ahead=True)
+    single = simulate(fresh(reqs), engine, latency, n_inst, horizon, skip_ahead=False)
+    fast = simulate(fresh(reqs), engine, latency, n_inst, horizon, skip_ahead=True)
     assert _state(fast) == _state(single)
 
 
@@ -58,8 +57,8 @@ def test_long_decode_stretch_crosses_many_blocks():
 
     reqs = [make_request(0, 0, range(10), range(100, 400)), make_request(1, 50, range(5, 30), range(500, 700))]
     engine = EngineConfig(block_size_in_tokens=16, total_kv_blocks=64)
-    single = simulate(copy.deepcopy(reqs), engine, ContextLatency(), skip_ahead=False)
-    fast = simulate(copy.deepcopy(reqs), engine, ContextLatency(), skip_ahead=True)
+    single = simulate(fresh(reqs), engine, ContextLatency(), skip_ahead=False)
+    fast = simulate(fresh(reqs), engine, ContextLatency(), skip_ahead=True)
     assert _state(fast) == _state(single)
     assert len(fast.instances[0].steps) < len(single.instances[0].steps) / 20
 
@@ -72,29 +71,23 @@ def test_stretch_stops_where_a_new_key_lets_the_waiting_head_in():
     engine = EngineConfig(block_size_in_tokens=4, total_kv_blocks=4, max_num_running_reqs=4,
                           max_num_scheduled_tokens=64, max_model_len=64)
     latency = LinearLatency(b0=1000, b1=10, b2=1)
-    single = simulate(copy.deepcopy([a, w]), engine, latency, skip_ahead=False)
-    fast = simulate(copy.deepcopy([a, w]), engine, latency, skip_ahead=True)
+    single = simulate(fresh([a, w]), engine, latency, skip_ahead=False)
+    fast = simulate(fresh([a, w]), engine, latency, skip_ahead=True)
     assert _state(fast) == _state(single)
     w_single = next(r for r in single.routed if r.index == 1)
     assert w_single.first_scheduled == 3052  # the oracle's step 3
     assert single.instances[0].kv.hit_tokens == 8
 
 
-def test_decode_cohort_takes_the_steady_batch_without_the_reference_scheduler(monkeypatch):
+def test_decode_cohort_takes_the_steady_batch_without_the_reference_scheduler():
     """With ample budget and blocks the fast path never calls the reference scheduler (O(changes) per step), and
     a tight budget sends it back to the reference scheduler, with the same results either way."""
-    from blis_sim.engine.scheduler import Scheduler
-
-    calls = []
-    original = Scheduler.schedule
-    monkeypatch.setattr(Scheduler, "schedule", lambda self, *a: calls.append(1) or original(self, *a))
     reqs = [make_request(i, 300 * i, range(i, i + 20), range(1000 + 50 * i, 1040 + 50 * i)) for i in range(12)]
     for budget, reference_calls in [(512, 0), (13, None)]:
         engine = EngineConfig(block_size_in_tokens=4, total_kv_blocks=400, max_num_scheduled_tokens=budget)
-        calls.clear()
-        fast = simulate(copy.deepcopy(reqs), engine, LinearLatency(b0=700, b1=5, b2=3), skip_ahead=True)
-        fast_calls = len(calls)
-        single = simulate(copy.deepcopy(reqs), engine, LinearLatency(b0=700, b1=5, b2=3), skip_ahead=False)
+        fast = simulate(fresh(reqs), engine, LinearLatency(b0=700, b1=5, b2=3), skip_ahead=True)
+        fast_calls = fast.instances[0].scheduler.num_formations
+        single = simulate(fresh(reqs), engine, LinearLatency(b0=700, b1=5, b2=3), skip_ahead=False)
         assert _state(fast) == _state(single)
         assert all(r.num_generated == 40 for r in fast.routed)
         if reference_calls is not None:
@@ -111,8 +104,8 @@ def test_a_later_arrival_with_a_shorter_prompt_is_enqueued_first():
     short = make_request(2, 3000, range(400, 418), range(500, 506))
     engine = EngineConfig(block_size_in_tokens=4, total_kv_blocks=200, max_num_scheduled_tokens=512)
     latency = LinearLatency(b0=500, b1=1, b2=3, a1=3)
-    single = simulate(copy.deepcopy([a, long, short]), engine, latency, skip_ahead=False)
-    fast = simulate(copy.deepcopy([a, long, short]), engine, latency, skip_ahead=True)
+    single = simulate(fresh([a, long, short]), engine, latency, skip_ahead=False)
+    fast = simulate(fresh([a, long, short]), engine, latency, skip_ahead=True)
     assert _state(fast) == _state(single)
     by_index = {r.index: r for r in single.routed}
     assert by_index[2].first_scheduled < by_index[1].first_scheduled

@@ -7,6 +7,8 @@ cohort only changes how much work a step costs, never what it decides.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from bisect import bisect_left
 from itertools import accumulate
 
@@ -16,268 +18,266 @@ from ..request import Request
 from .cohort import by_seq
 from .step import NEVER, StepRecord
 
+if TYPE_CHECKING:
+    from .instance import Instance
+
 MEMO_LIMIT = 1 << 18  # decode durations remembered per instance (about 25 MB at most)
 
 
-class FastPath:
-    """Methods of ``Instance`` (its slots: ``scheduler``, ``cohort``, ``kv``, ``latency``, ``stats``, ...)."""
+def form_fast(inst: Instance, now: int) -> StepRecord:
+    """Form the next synchronous batch with the decode cohort taken as a whole (engine/cohort.py).
 
-    __slots__ = ()
-
-    def _form_fast(self, now: int) -> StepRecord:
-        """Form the next synchronous batch with the decode cohort taken as a whole (engine/cohort.py).
-
-        Running requests that decode next join the cohort; the rest (prompt chunks) stay in ``running``. When
-        the token budget and the free blocks cover every running request, vLLM's Phase A gives each its full
-        share in admission order without preempting anyone, so only the cohort's block events and the other
-        requests need visiting; the takes and the key registrations happen in admission order, as Phase A's
-        would. Otherwise the cohort is written back and the step is formed by the reference scheduler.
-        """
-        sched = self.scheduler
-        cohort = self.cohort
-        running = sched.running
-        if running:
-            kept = []
-            for r in running:
-                g = r.num_generated
-                if g and r.num_computed_tokens == r.num_prompt_tokens + g - 1:
-                    cohort.join(r)
-                else:
-                    kept.append(r)
-            if len(kept) < len(running):
-                sched.running = running = kept
-        bs = self.block_size
-        kv = self.kv
-        pool = kv.pool
-        level = cohort.level
-        size = cohort.size
-        takers = cohort.takers(level) if size else []
-        demand = size
-        need = len(takers)
-        thr = sched.long_prefill_threshold
-        shares = []  # tokens each other running request computes in this step
-        extras = []  # and the blocks it takes for them
+    Running requests that decode next join the cohort; the rest (prompt chunks) stay in ``running``. When
+    the token budget and the free blocks cover every running request, vLLM's Phase A gives each its full
+    share in admission order without preempting anyone, so only the cohort's block events and the other
+    requests need visiting; the takes and the key registrations happen in admission order, as Phase A's
+    would. Otherwise the cohort is written back and the step is formed by the reference scheduler.
+    """
+    sched = inst.scheduler
+    cohort = inst.cohort
+    running = sched.running
+    if running:
+        kept = []
         for r in running:
-            c = r.num_computed_tokens
-            k = r.num_prompt_tokens + r.num_generated - c
-            if 0 < thr < k:
-                k = thr
-            shares.append(k)
-            demand += k
-            extra = -(-(c + k) // bs) - len(r.blocks)
-            extras.append(extra)
-            if extra > 0:
-                need += extra
-        if demand > sched.token_budget or need > pool.num_blocks - pool.num_used:
-            if size:
-                sched.running = sorted(running + cohort.dissolve(), key=by_seq)
-            return sched.schedule(now)
-        step = StepRecord(now)
-        fillers = cohort.fillers(level) if size else []
-        take = pool.take
-        register = kv.register_full_blocks
-        if running:
-            # block takes, then key registrations, each in admission order over the cohort and the others
-            ti = 0
-            for r, extra in zip(running, extras):
-                seq = r.seq
-                while ti < len(takers) and takers[ti].seq < seq:
-                    takers[ti].blocks.append(take())
-                    ti += 1
-                if extra > 0:
-                    r.blocks.extend(pool.take_many(extra))
-            for t in takers[ti:]:
-                t.blocks.append(take())
-            fi = 0
-            for r, k in zip(running, shares):
-                seq = r.seq
-                while fi < len(fillers) and fillers[fi].seq < seq:
-                    f = fillers[fi]
-                    register(f, level + f.cohort_off + 1)
-                    fi += 1
-                register(r, r.num_computed_tokens + k)  # a prompt chunk never passes its known tokens
-            for f in fillers[fi:]:
-                register(f, level + f.cohort_off + 1)
-            record = sched.record
-            for r, k in zip(running, shares):
-                record(step, r, k)
-        else:
-            for t in takers:
-                t.blocks.append(take())
-            for f in fillers:
-                register(f, level + f.cohort_off + 1)
-        if size:
-            step.num_decodes += size
-            step.decode_context_sum += size * level + cohort.sum_off
-            step.cohort_size = size
-            step.cohort_level = level
-        budget = sched.token_budget - demand
-        if budget > 0 and sched.waiting:
-            sched.admit_waiting(step, budget, len(running) + size, now)
-        return step
-
-    def _skip_ahead(self, step: StepRecord, end: int, bound: int) -> int:
-        """Advance the boundaries of a cohort-only step's stable batch that fall before ``bound``, exactly as
-        single steps.
-
-        Until a member finishes, a member cannot get a block, a new block key could let the waiting head in, or
-        something external happens, every following step is the same cohort one level up: each boundary emits
-        one token per member, and each formation takes a block for the members whose context reaches a block
-        boundary and keys the blocks that fill, in admission order (the cohort's buckets). Step durations come
-        in chunks (vectorised when long); the block events are the only per-step work. Returns the end of the
-        last step formed, which becomes the in-flight step.
-        """
-        cohort = self.cohort
-        B = cohort.size
-        level0 = step.cohort_level
-        # The step formed at level ``level0 + last`` gives the first member its last token.
-        last = cohort.finishes[0][0] - level0
-        if last <= 0 or end >= bound:
-            self.in_flight = step
-            return end
-        kv = self.kv
-        pool = kv.pool
-        a2 = self.output_token_time
-        itl = self.stats.itl.counts
-        buckets = cohort.buckets
-        bs = self.block_size
-        base_sum = step.decode_context_sum  # context sum of step j is base_sum + j * B
-        # A waiting request that did not fit stays out while free blocks only shrink, unless a block keyed during
-        # the stretch adds to its prefix hits; that matters only when the running cap and the token budget
-        # would still let it in.
-        sched = self.scheduler
-        watch_keys = bool(sched.waiting) and B < sched.max_running and B < sched.token_budget
-        j = 0  # boundaries processed so far; the one at ``boundary`` ends step j
-        boundary = end
-        prev = step.start
-        while j < last and boundary < bound:
-            # Durations of steps j+1 .. j+m in one chunk; m covers every step that can end before ``bound``
-            # (durations never shrink as contexts grow; if a model's did, the loop takes another chunk) or up to
-            # the first completion.
-            d_next = self._decode_durations(B, base_sum + (j + 1) * B, 1)[0]
-            m = last - j
-            if bound < NEVER:
-                m = min(m, (bound - boundary) // max(d_next, 1) + 1)
-            durations = self._decode_durations(B, base_sum + B * (j + 1), m)
-            # bounds[i] = end of step j + i: bounds[0] is ``boundary``; the first n of them (< bound) are processed
-            bounds = list(accumulate(durations, initial=boundary))
-            n = min(bisect_left(bounds, bound, 0, m), last - j)  # bounds never decrease
-            # KV events of the formations that follow those boundaries, in single-stepping order; the formation
-            # after boundary j + i is at level level0 + j + i + 1.
-            register = kv.register_full_blocks
-            phase = (-(level0 + j + 1)) % bs  # bucket of the takers at the first formation; fillers one below
-            for i in range(n):
-                fillers = buckets[phase - 1]  # phase 0 -> bucket bs - 1
-                if fillers and watch_keys:
-                    n = i  # a new key could give the waiting head enough prefix hits: form that step normally
-                    break
-                takers = buckets[phase]
-                if takers:
-                    if len(takers) > pool.num_blocks - pool.num_used:
-                        n = i  # forming this step would preempt: leave that boundary to the normal path
-                        break
-                    for r in takers:
-                        r.blocks.append(pool.take())
-                for r in fillers:  # each fills the block after its keyed ones
-                    register(r, (r.num_cached_blocks + 1) * bs)
-                phase = phase - 1 if phase else bs - 1
-            if n == 0:
-                break
-            # tokens emitted at the n boundaries b_j .. b_{j+n-1}; the interval closed by b_{j+i} (i >= 1) is
-            # durations[i - 1]. At the very first boundary of the stretch the cohort's newcomers have their own
-            # previous token times; every later one is shared by all B members.
-            if j == 0:
-                newcomers = cohort.newcomers
-                for r in newcomers:
-                    v = boundary - r.last_token + a2
-                    itl[v] = itl.get(v, 0) + 1
-                rest = B - len(newcomers)
-                newcomers.clear()
-                if rest:
-                    v = boundary - cohort.last_emit + a2
-                    itl[v] = itl.get(v, 0) + rest
+            g = r.num_generated
+            if g and r.num_computed_tokens == r.num_prompt_tokens + g - 1:
+                cohort.join(r)
             else:
-                v = boundary - prev + a2
-                itl[v] = itl.get(v, 0) + B
-            for v in durations[: n - 1]:
-                v += a2
-                itl[v] = itl.get(v, 0) + B
-            prev = bounds[n - 1]
-            boundary = bounds[n]
-            j += n
-            if n < len(durations):
+                kept.append(r)
+        if len(kept) < len(running):
+            sched.running = running = kept
+    bs = inst.block_size
+    kv = inst.kv
+    pool = kv.pool
+    level = cohort.level
+    size = cohort.size
+    takers = cohort.takers(level) if size else []
+    demand = size
+    need = len(takers)
+    thr = sched.long_prefill_threshold
+    shares = []  # tokens each other running request computes in this step
+    extras = []  # and the blocks it takes for them
+    for r in running:
+        c = r.num_computed_tokens
+        k = r.num_prompt_tokens + r.num_generated - c
+        if 0 < thr < k:
+            k = thr
+        shares.append(k)
+        demand += k
+        extra = -(-(c + k) // bs) - len(r.blocks)
+        extras.append(extra)
+        if extra > 0:
+            need += extra
+    if demand > sched.token_budget or need > pool.num_blocks - pool.num_used:
+        if size:
+            sched.running = sorted(running + cohort.dissolve(), key=by_seq)
+        return sched.schedule(now)
+    step = StepRecord(now)
+    fillers = cohort.fillers(level) if size else []
+    take = pool.take
+    register = kv.register_full_blocks
+    if running:
+        # block takes, then key registrations, each in admission order over the cohort and the others
+        ti = 0
+        for r, extra in zip(running, extras):
+            seq = r.seq
+            while ti < len(takers) and takers[ti].seq < seq:
+                takers[ti].blocks.append(take())
+                ti += 1
+            if extra > 0:
+                r.blocks.extend(pool.take_many(extra))
+        for t in takers[ti:]:
+            t.blocks.append(take())
+        fi = 0
+        for r, k in zip(running, shares):
+            seq = r.seq
+            while fi < len(fillers) and fillers[fi].seq < seq:
+                f = fillers[fi]
+                register(f, level + f.cohort_off + 1)
+                fi += 1
+            register(r, r.num_computed_tokens + k)  # a prompt chunk never passes its known tokens
+        for f in fillers[fi:]:
+            register(f, level + f.cohort_off + 1)
+        record = sched.record
+        for r, k in zip(running, shares):
+            record(step, r, k)
+    else:
+        for t in takers:
+            t.blocks.append(take())
+        for f in fillers:
+            register(f, level + f.cohort_off + 1)
+    if size:
+        step.num_decodes += size
+        step.decode_context_sum += size * level + cohort.sum_off
+        step.cohort_size = size
+        step.cohort_level = level
+    budget = sched.token_budget - demand
+    if budget > 0 and sched.waiting:
+        sched.admit_waiting(step, budget, len(running) + size, now)
+    return step
+
+def skip_ahead(inst: Instance, step: StepRecord, end: int, bound: int) -> int:
+    """Advance the boundaries of a cohort-only step's stable batch that fall before ``bound``, exactly as
+    single steps.
+
+    Until a member finishes, a member cannot get a block, a new block key could let the waiting head in, or
+    something external happens, every following step is the same cohort one level up: each boundary emits
+    one token per member, and each formation takes a block for the members whose context reaches a block
+    boundary and keys the blocks that fill, in admission order (the cohort's buckets). Step durations come
+    in chunks (vectorised when long); the block events are the only per-step work. Returns the end of the
+    last step formed, which becomes the in-flight step.
+    """
+    cohort = inst.cohort
+    B = cohort.size
+    level0 = step.cohort_level
+    # The step formed at level ``level0 + last`` gives the first member its last token.
+    last = cohort.finishes[0][0] - level0
+    if last <= 0 or end >= bound:
+        inst.in_flight = step
+        return end
+    kv = inst.kv
+    pool = kv.pool
+    a2 = inst.output_token_time
+    itl = inst.stats.itl.counts
+    buckets = cohort.buckets
+    bs = inst.block_size
+    base_sum = step.decode_context_sum  # context sum of step j is base_sum + j * B
+    # A waiting request that did not fit stays out while free blocks only shrink, unless a block keyed during
+    # the stretch adds to its prefix hits; that matters only when the running cap and the token budget
+    # would still let it in.
+    sched = inst.scheduler
+    watch_keys = bool(sched.waiting) and B < sched.max_running and B < sched.token_budget
+    j = 0  # boundaries processed so far; the one at ``boundary`` ends step j
+    boundary = end
+    prev = step.start
+    while j < last and boundary < bound:
+        # Durations of steps j+1 .. j+m in one chunk; m covers every step that can end before ``bound``
+        # (durations never shrink as contexts grow; if a model's did, the loop takes another chunk) or up to
+        # the first completion.
+        d_next = decode_durations(inst, B, base_sum + (j + 1) * B, 1)[0]
+        m = last - j
+        if bound < NEVER:
+            m = min(m, (bound - boundary) // max(d_next, 1) + 1)
+        durations = decode_durations(inst, B, base_sum + B * (j + 1), m)
+        # bounds[i] = end of step j + i: bounds[0] is ``boundary``; the first n of them (< bound) are processed
+        bounds = list(accumulate(durations, initial=boundary))
+        n = min(bisect_left(bounds, bound, 0, m), last - j)  # bounds never decrease
+        # KV events of the formations that follow those boundaries, in single-stepping order; the formation
+        # after boundary j + i is at level level0 + j + i + 1.
+        register = kv.register_full_blocks
+        phase = (-(level0 + j + 1)) % bs  # bucket of the takers at the first formation; fillers one below
+        for i in range(n):
+            fillers = buckets[phase - 1]  # phase 0 -> bucket bs - 1
+            if fillers and watch_keys:
+                n = i  # a new key could give the waiting head enough prefix hits: form that step normally
                 break
-        if j:
-            cohort.level = level0 + j
-            cohort.last_emit = prev
-            stats = self.stats
-            stats.total_output_tokens += B * j
-            stats.num_steps += j
-            stats.hol_sum += j * len(self.scheduler.waiting)
-            stats.hol_steps += j
-            stats.last_event_time = prev
-            step = StepRecord.cohort_only(prev, B, level0 + j, base_sum + j * B)
-        self.in_flight = step
-        return boundary
+            takers = buckets[phase]
+            if takers:
+                if len(takers) > pool.num_blocks - pool.num_used:
+                    n = i  # forming this step would preempt: leave that boundary to the normal path
+                    break
+                for r in takers:
+                    r.blocks.append(pool.take())
+            for r in fillers:  # each fills the block after its keyed ones
+                register(r, (r.num_cached_blocks + 1) * bs)
+            phase = phase - 1 if phase else bs - 1
+        if n == 0:
+            break
+        # tokens emitted at the n boundaries b_j .. b_{j+n-1}; the interval closed by b_{j+i} (i >= 1) is
+        # durations[i - 1]. At the very first boundary of the stretch the cohort's newcomers have their own
+        # previous token times; every later one is shared by all B members.
+        if j == 0:
+            newcomers = cohort.newcomers
+            for r in newcomers:
+                v = boundary - r.last_token + a2
+                itl[v] = itl.get(v, 0) + 1
+            rest = B - len(newcomers)
+            newcomers.clear()
+            if rest:
+                v = boundary - cohort.last_emit + a2
+                itl[v] = itl.get(v, 0) + rest
+        else:
+            v = boundary - prev + a2
+            itl[v] = itl.get(v, 0) + B
+        for v in durations[: n - 1]:
+            v += a2
+            itl[v] = itl.get(v, 0) + B
+        prev = bounds[n - 1]
+        boundary = bounds[n]
+        j += n
+        if n < len(durations):
+            break
+    if j:
+        cohort.level = level0 + j
+        cohort.last_emit = prev
+        stats = inst.stats
+        stats.total_output_tokens += B * j
+        stats.num_steps += j
+        stats.hol_sum += j * len(inst.scheduler.waiting)
+        stats.hol_steps += j
+        stats.last_event_time = prev
+        step = StepRecord.cohort_only(prev, B, level0 + j, base_sum + j * B)
+    inst.in_flight = step
+    return boundary
 
-    def _decode_durations(self, num_decodes: int, first_sum: int, m: int) -> list[int]:
-        """Durations of ``m`` consecutive decode-only steps whose context sums start at ``first_sum``.
+def decode_durations(inst: Instance, num_decodes: int, first_sum: int, m: int) -> list[int]:
+    """Durations of ``m`` consecutive decode-only steps whose context sums start at ``first_sum``.
 
-        Long runs go through the model's vectorised path; short ones through a memo of the model's (pure)
-        ``decode_step_time``: batch sizes and context sums recur across a run, so most lookups hit.
-        """
-        vectorised = getattr(self.latency, "decode_step_times", None)
-        if m > 32 and vectorised is not None:
-            sums = first_sum + num_decodes * np.arange(m, dtype=np.int64)
-            return vectorised(num_decodes, sums).tolist()
-        memo = self.decode_memo
-        if len(memo) > MEMO_LIMIT:
-            memo.clear()
-        f = self.latency.decode_step_time
-        stride = self.memo_stride
-        key = first_sum * stride + num_decodes  # (context sum, batch size) in one int
-        step = num_decodes * stride
-        out = []
-        for _ in range(m):
-            v = memo.get(key)
-            if v is None:
-                v = memo[key] = f(num_decodes, key // stride)
-            out.append(v)
-            key += step
-        return out
+    Long runs go through the model's vectorised path; short ones through a memo of the model's (pure)
+    ``decode_step_time``: batch sizes and context sums recur across a run, so most lookups hit.
+    """
+    vectorised = getattr(inst.latency, "decode_step_times", None)
+    if m > 32 and vectorised is not None:
+        sums = first_sum + num_decodes * np.arange(m, dtype=np.int64)
+        return vectorised(num_decodes, sums).tolist()
+    memo = inst.decode_memo
+    if len(memo) > MEMO_LIMIT:
+        memo.clear()
+    f = inst.latency.decode_step_time
+    stride = inst.memo_stride
+    key = first_sum * stride + num_decodes  # (context sum, batch size) in one int
+    step = num_decodes * stride
+    out = []
+    for _ in range(m):
+        v = memo.get(key)
+        if v is None:
+            v = memo[key] = f(num_decodes, key // stride)
+        out.append(v)
+        key += step
+    return out
 
-    def _apply_cohort(self, step: StepRecord, now: int) -> list[Request]:
-        """The cohort's share of a step's results: one token per member, counted at once. Returns the members
-        that got their last token (out of the cohort, counters written back), in admission order."""
-        cohort = self.cohort
-        level = step.cohort_level
-        finishing = cohort.pop_finishing(level)
-        cohort.level = level + 1
-        a2 = self.output_token_time
-        itl = self.stats.itl.counts
-        newcomers = cohort.newcomers
-        for r in newcomers:
-            v = now - r.last_token + a2
-            itl[v] = itl.get(v, 0) + 1
-        rest = step.cohort_size - len(newcomers)
-        newcomers.clear()
-        if rest:
-            v = now - cohort.last_emit + a2
-            itl[v] = itl.get(v, 0) + rest
-        cohort.last_emit = now
-        self.stats.total_output_tokens += step.cohort_size
-        for r in finishing:
-            r.num_generated = r.num_output_tokens
-            r.num_computed_tokens = level + r.cohort_off + 1
-            r.last_token = now
-        return finishing
+def apply_cohort(inst: Instance, step: StepRecord, now: int) -> list[Request]:
+    """The cohort's share of a step's results: one token per member, counted at once. Returns the members
+    that got their last token (out of the cohort, counters written back), in admission order."""
+    cohort = inst.cohort
+    level = step.cohort_level
+    finishing = cohort.pop_finishing(level)
+    cohort.level = level + 1
+    a2 = inst.output_token_time
+    itl = inst.stats.itl.counts
+    newcomers = cohort.newcomers
+    for r in newcomers:
+        v = now - r.last_token + a2
+        itl[v] = itl.get(v, 0) + 1
+    rest = step.cohort_size - len(newcomers)
+    newcomers.clear()
+    if rest:
+        v = now - cohort.last_emit + a2
+        itl[v] = itl.get(v, 0) + rest
+    cohort.last_emit = now
+    inst.stats.total_output_tokens += step.cohort_size
+    for r in finishing:
+        r.num_generated = r.num_output_tokens
+        r.num_computed_tokens = level + r.cohort_off + 1
+        r.last_token = now
+    return finishing
 
-    def _finish_cohort(self, finishing: list[Request], before_seq: int, now: int) -> list[Request]:
-        """Finish the cohort members admitted before ``before_seq``; returns the rest."""
-        a2 = self.output_token_time
-        i = 0
-        while i < len(finishing) and finishing[i].seq < before_seq:
-            r = finishing[i]
-            self._finish(r, now, now - r.arrival + r.num_output_tokens * a2)
-            i += 1
-        return finishing[i:]
+def finish_cohort(inst: Instance, finishing: list[Request], before_seq: int, now: int) -> list[Request]:
+    """Finish the cohort members admitted before ``before_seq``; returns the rest."""
+    a2 = inst.output_token_time
+    i = 0
+    while i < len(finishing) and finishing[i].seq < before_seq:
+        r = finishing[i]
+        inst.finish(r, now, now - r.arrival + r.num_output_tokens * a2)
+        i += 1
+    return finishing[i:]

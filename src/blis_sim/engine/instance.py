@@ -11,14 +11,16 @@ from __future__ import annotations
 import logging
 from collections import deque
 
+from mypy_extensions import mypyc_attr
+
 from ..config import EngineConfig
 from ..kv.cache import KVCacheManager
 from ..latency.base import LatencyModel
 from ..metrics.counters import InstanceStats
 from ..request import Request, RequestStatus
-from .async_loop import AsyncLoop
+from .async_loop import step_async
 from .cohort import DecodeCohort, by_seq
-from .fast_path import FastPath
+from .fast_path import apply_cohort, finish_cohort, form_fast, skip_ahead
 from .scheduler import Scheduler
 from .step import NEVER, StepRecord
 
@@ -29,7 +31,8 @@ REASON_MODEL_LEN = "prompt + output tokens exceed --max-model-len"
 REASON_KV = "KV blocks needed exceed --total-kv-blocks"
 
 
-class Instance(FastPath, AsyncLoop):
+@mypyc_attr(allow_interpreted_subclasses=True)  # the tests' CheckedInstance checks invariants per step
+class Instance:
     __slots__ = (
         "index",
         "name",
@@ -130,7 +133,7 @@ class Instance(FastPath, AsyncLoop):
         stats = self.stats
         if self.asynchronous:
             stats.last_event_time = now
-            return self._step_async(now)
+            return step_async(self, now)
         sched = self.scheduler
         fast = self.skip_ahead
         while True:
@@ -138,11 +141,11 @@ class Instance(FastPath, AsyncLoop):
             applied = self.in_flight
             if applied is not None:
                 self.in_flight = None
-                self._apply(applied, now)
+                self.apply_step(applied, now)
             if not sched.waiting and not sched.running and not self.cohort.size:
                 self.step_pending = False
                 return None
-            step = self._form_fast(now) if fast else sched.schedule(now)
+            step = form_fast(self, now) if fast else sched.schedule(now)
             stats.hol_sum += len(sched.waiting)
             stats.hol_steps += 1
             stats.num_steps += 1
@@ -153,26 +156,26 @@ class Instance(FastPath, AsyncLoop):
                 self.in_flight = step
                 return end
             if not step.requests and not step.preempted:  # the cohort alone: stable until it changes
-                end = self._skip_ahead(step, end, bound)
+                end = skip_ahead(self, step, end, bound)
                 if end >= bound:
                     return end
             else:
                 self.in_flight = step
             now = end  # nothing outside this instance acts before ``bound``: take that boundary here
 
-    def _apply(self, step: StepRecord, now: int) -> None:
+    def apply_step(self, step: StepRecord, now: int) -> None:
         """Results of the step that ends at ``now``: each request that caught up with its known tokens emits its
         next token; finished requests release their KV (§7.4–§7.5, and §7.8 for placeholders), in the order
         the step scheduled them."""
         a2 = self.output_token_time
         stats = self.stats
         itl = stats.itl.counts
-        finishing = self._apply_cohort(step, now) if step.cohort_size else None
+        finishing = apply_cohort(self, step, now) if step.cohort_size else None
         finished_running = finished_waiting = False
         asynchronous = self.asynchronous
         for req in step.emits:
             if finishing and finishing[0].seq < req.seq:
-                finishing = self._finish_cohort(finishing, req.seq, now)
+                finishing = finish_cohort(self, finishing, req.seq, now)
             req.num_placeholders -= 1
             N = req.num_output_tokens
             if N == 0:  # prefill-only: finishes without a token
@@ -180,7 +183,7 @@ class Instance(FastPath, AsyncLoop):
                 req.ttft = now - req.arrival + a2
                 stats.ttft.add(req.ttft)
                 finished_waiting |= req.status == RequestStatus.WAITING
-                self._finish(req, now, req.ttft)
+                self.finish(req, now, req.ttft)
                 finished_running = True
                 continue
             g = req.num_generated + 1
@@ -199,10 +202,10 @@ class Instance(FastPath, AsyncLoop):
                 self.kv.register_full_blocks(req, req.num_computed_tokens - req.num_placeholders)
             if g == N:
                 finished_waiting |= req.status == RequestStatus.WAITING  # preempted after its last formation
-                self._finish(req, now, now - req.arrival + N * a2)
+                self.finish(req, now, now - req.arrival + N * a2)
                 finished_running = True
         if finishing:
-            self._finish_cohort(finishing, NEVER, now)
+            finish_cohort(self, finishing, NEVER, now)
         if finished_running:
             sched = self.scheduler
             sched.running = [r for r in sched.running if r.status == RequestStatus.RUNNING]
@@ -227,7 +230,7 @@ class Instance(FastPath, AsyncLoop):
         if self.cohort.size:
             self.scheduler.running = self.running_requests()
 
-    def _finish(self, req: Request, now: int, e2e: int) -> None:
+    def finish(self, req: Request, now: int, e2e: int) -> None:
         req.status = RequestStatus.FINISHED
         req.finish_time = now
         req.e2e = e2e

@@ -22,6 +22,7 @@ _RUNNING = RequestStatus.RUNNING
 class Scheduler:
     __slots__ = (
         "kv",
+        "num_formations",
         "waiting",
         "running",
         "token_budget",
@@ -45,6 +46,7 @@ class Scheduler:
         self.block_size = cfg.block_size_in_tokens
         self.num_preemptions = 0
         self.num_self_preemptions = 0  # kv_allocation_failures: a request gave up its own blocks
+        self.num_formations = 0  # batches formed by ``schedule`` (the fast path forms the others)
         self.num_admissions = 0  # also the admission sequence number (Request.seq) of the latest admission
 
     def schedule(self, now: int, start: int | None = None) -> StepRecord:
@@ -54,6 +56,7 @@ class Scheduler:
         Known tokens include the request's placeholders: output tokens of formed batches whose results have not
         been applied yet (always 0 in the synchronous loop, where results are applied before the next formation).
         """
+        self.num_formations += 1
         start = now if start is None else start
         step = StepRecord(start)
         budget = self.token_budget
