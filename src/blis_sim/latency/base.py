@@ -9,6 +9,8 @@ import math
 from collections.abc import Sequence
 from typing import Protocol
 
+from mypy_extensions import mypyc_attr
+
 from ..engine.step import StepRecord
 
 
@@ -39,10 +41,11 @@ class LatencyModel(Protocol):
         ...
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # roofline v2 is not compiled
 class AlphaOverheads:
     """``queueing_time`` and ``output_token_time`` from α = (α0, α1, α2) (ENGINE.md §9.2), as every model uses them."""
 
-    __slots__ = ()
+    __slots__ = ("alpha", "_a0", "_a1", "_out")
 
     def _set_alpha(self, alpha: Sequence[float], request_overhead_us: float = 0.0) -> None:
         """α, plus the roofline models' per-request API-server overhead (``requestOverheadMicros``; 0 = off), which

@@ -19,7 +19,7 @@ class BlackboxModel(AlphaOverheads):
     """``step_time = floor((β0 + β1·X) + β2·Y)``, ``queueing_time = floor(α0 + α1·P)``, ``output = floor(α2)``."""
 
     name = "blackbox"
-    __slots__ = ("alpha", "beta", "_a0", "_a1", "_b0", "_b1", "_b2", "_out")
+    __slots__ = ("beta", "_b0", "_b1", "_b2")
 
     def __init__(self, alpha: Sequence[float], beta: Sequence[float]) -> None:
         self._set_alpha(alpha)
