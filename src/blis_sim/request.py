@@ -46,6 +46,7 @@ class Request:
         "blocks",
         "num_cached_blocks",
         "block_keys",
+        "keys_deferred",
         "seq",
         "cohort_off",
         "instance",
@@ -69,6 +70,7 @@ class Request:
         request_id: str | None = None,
         slo_class: str = "",
         tenant_id: str = "",
+        independent_tokens: bool = False,
     ) -> None:
         self.index = index
         self.id = request_id if request_id is not None else f"request_{index}"
@@ -85,6 +87,9 @@ class Request:
         self.blocks: list[int] = []
         self.num_cached_blocks = 0  # leading blocks whose keys are registered in the KV index
         self.block_keys: list[int] = []  # prefix keys of its full blocks, computed on first use and cached
+        # True when the source drew its tokens independently and uniformly (no prefix shared by construction), so
+        # no other request can hit its blocks: the KV manager then registers its keys only if it is preempted
+        self.keys_deferred = independent_tokens
         self.seq = 0  # admission order on its instance (renewed when readmitted after a preemption)
         self.cohort_off = 0  # computed tokens less the instance's cohort level, while in its decode cohort
         self.instance = -1

@@ -165,7 +165,7 @@ class Scheduler:
 
     def _preempt(self, victim: Request, step: StepRecord) -> None:
         """Recompute preemption: free all KV, back to the head of the waiting queue, keep generated tokens."""
-        self.kv.free(victim)
+        self.kv.preempt(victim)
         victim.num_computed_tokens = 0
         victim.status = _WAITING
         self.waiting.appendleft(victim)

@@ -5,6 +5,14 @@
 128-bit XXH3 digest of every token up to the end of block j (so it depends on the whole prefix, like vLLM's
 chained block hashes), computed for all of a request's blocks in one pass and cached on the request; equal
 prefixes give equal keys in every process.
+
+Deferred keys: a request whose source drew its tokens independently and uniformly (``Request.keys_deferred``)
+cannot share a full block with any other request (with blocks of at least ``MIN_DEFERRED_BLOCK`` tokens, two such
+first blocks coincide less often than two 128-bit keys collide), so only the request itself could ever look its
+keys up, and it does so only after a preemption. Its keys are therefore counted but not computed or registered
+while it runs; a preemption registers the ones registered so far in vLLM before freeing the blocks, and from then
+on the request is keyed like any other. The index then holds exactly what it would hold with every key registered
+at once, for every key that any lookup can ask for.
 """
 
 from __future__ import annotations
@@ -14,12 +22,15 @@ from xxhash import xxh3_128
 from ..request import Request
 from .block_pool import BlockPool
 
+MIN_DEFERRED_BLOCK = 8  # tokens per block from which independent random requests never share a block (135 bits)
+
 
 class KVCacheManager:
-    __slots__ = ("pool", "block_size", "num_blocks", "query_tokens", "hit_tokens")
+    __slots__ = ("pool", "block_size", "num_blocks", "query_tokens", "hit_tokens", "can_defer")
 
     def __init__(self, num_blocks: int, block_size: int) -> None:
         self.pool = BlockPool(num_blocks)
+        self.can_defer = block_size >= MIN_DEFERRED_BLOCK
         self.num_blocks = num_blocks
         self.block_size = block_size
         self.query_tokens = 0  # prefix-cache queries, in tokens, per successful admission (§8.7)
@@ -48,6 +59,9 @@ class KVCacheManager:
         full = num_computed // self.block_size
         first = req.num_cached_blocks
         if full > first:
+            if req.keys_deferred:
+                req.num_cached_blocks = full  # counted, registered only if it is preempted (module docstring)
+                return
             keys = req.block_keys or self.keys_of(req)
             blocks = req.blocks
             pool = self.pool
@@ -67,6 +81,10 @@ class KVCacheManager:
     # -- the scheduler's interface ----------------------------------------------------------------------------
     def lookup(self, req: Request) -> list[int]:
         """GPU blocks caching the longest prefix of the request's first ``num_tokens - 1`` known tokens."""
+        if req.keys_deferred:
+            if self.can_defer:
+                return []  # no other request holds its blocks, and it was never preempted
+            req.keys_deferred = False  # small blocks: random requests may share one, key it like any other
         limit = (req.num_tokens - 1) // self.block_size
         if not limit:
             return []
@@ -114,6 +132,15 @@ class KVCacheManager:
         req.num_cached_blocks = num_hits
         self.register_full_blocks(req, target)
         return True
+
+    def preempt(self, req: Request) -> None:
+        """Free the blocks of a preempted request, registering its deferred keys first: it will look them up."""
+        if req.keys_deferred:
+            req.keys_deferred = False
+            keyed = req.num_cached_blocks
+            req.num_cached_blocks = 0
+            self.register_full_blocks(req, keyed * self.block_size)
+        self.free(req)
 
     def free(self, req: Request) -> None:
         """Release every block of the request (completion or preemption); blocks keep their keys."""

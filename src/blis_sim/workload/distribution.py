@@ -275,7 +275,8 @@ def _generate(params: DistributionParams, horizon: int | float, streams: Streams
                 stop = start + totals[j]
                 # tokens = prefix + prompt draw + output draw; without a prefix, a view into the block
                 tokens = np.concatenate((prefix, block[start:stop])) if num_prefix else block[start:stop]
-                yield Request(first + j, arrivals[j], tokens, num_prefix + sizes[2 * j])
+                yield Request(first + j, arrivals[j], tokens, num_prefix + sizes[2 * j],
+                              independent_tokens=not num_prefix)
                 start = stop
             k = end_k
         if past_horizon:
