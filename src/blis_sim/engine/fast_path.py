@@ -74,38 +74,35 @@ def form_fast(inst: Instance, now: int) -> StepRecord:
         return sched.schedule(now)
     step = StepRecord(now)
     fillers = cohort.fillers(level) if size else []
-    take = pool.take
-    register = kv.register_full_blocks
     if running:
         # block takes, then key registrations, each in admission order over the cohort and the others
         ti = 0
         for r, extra in zip(running, extras):
             seq = r.seq
             while ti < len(takers) and takers[ti].seq < seq:
-                takers[ti].blocks.append(take())
+                takers[ti].blocks.append(pool.take())
                 ti += 1
             if extra > 0:
                 r.blocks.extend(pool.take_many(extra))
         for t in takers[ti:]:
-            t.blocks.append(take())
+            t.blocks.append(pool.take())
         fi = 0
         for r, k in zip(running, shares):
             seq = r.seq
             while fi < len(fillers) and fillers[fi].seq < seq:
                 f = fillers[fi]
-                register(f, level + f.cohort_off + 1)
+                kv.register_full_blocks(f, level + f.cohort_off + 1)
                 fi += 1
-            register(r, r.num_computed_tokens + k)  # a prompt chunk never passes its known tokens
+            kv.register_full_blocks(r, r.num_computed_tokens + k)  # a prompt chunk never passes its known tokens
         for f in fillers[fi:]:
-            register(f, level + f.cohort_off + 1)
-        record = sched.record
+            kv.register_full_blocks(f, level + f.cohort_off + 1)
         for r, k in zip(running, shares):
-            record(step, r, k)
+            sched.record(step, r, k)
     else:
         for t in takers:
-            t.blocks.append(take())
+            t.blocks.append(pool.take())
         for f in fillers:
-            register(f, level + f.cohort_off + 1)
+            kv.register_full_blocks(f, level + f.cohort_off + 1)
     if size:
         step.num_decodes += size
         step.decode_context_sum += size * level + cohort.sum_off
@@ -164,11 +161,10 @@ def skip_ahead(inst: Instance, step: StepRecord, end: int, bound: int) -> int:
         n = min(bisect_left(bounds, bound, 0, m), last - j)  # bounds never decrease
         # KV events of the formations that follow those boundaries, in single-stepping order; the formation
         # after boundary j + i is at level level0 + j + i + 1.
-        register = kv.register_full_blocks
         phase = (-(level0 + j + 1)) % bs  # bucket of the takers at the first formation; fillers one below
         for i in range(n):
             fillers = buckets[phase - 1]  # phase 0 -> bucket bs - 1
-            if fillers and watch_keys:
+            if fillers and watch_keys and _registers_a_key(fillers):
                 n = i  # a new key could give the waiting head enough prefix hits: form that step normally
                 break
             takers = buckets[phase]
@@ -179,7 +175,7 @@ def skip_ahead(inst: Instance, step: StepRecord, end: int, bound: int) -> int:
                 for r in takers:
                     r.blocks.append(pool.take())
             for r in fillers:  # each fills the block after its keyed ones
-                register(r, (r.num_cached_blocks + 1) * bs)
+                kv.register_full_blocks(r, (r.num_cached_blocks + 1) * bs)
             phase = phase - 1 if phase else bs - 1
         if n == 0:
             break
@@ -220,16 +216,25 @@ def skip_ahead(inst: Instance, step: StepRecord, end: int, bound: int) -> int:
     inst.in_flight = step
     return boundary
 
+def _registers_a_key(fillers: list[Request]) -> bool:
+    """Whether filling these members' blocks adds a key to the index (deferred keys add none, kv/cache.py)."""
+    for r in fillers:
+        if not r.keys_deferred:
+            return True
+    return False
+
+
 def decode_durations(inst: Instance, num_decodes: int, first_sum: int, m: int) -> list[int]:
     """Durations of ``m`` consecutive decode-only steps whose context sums start at ``first_sum``.
 
     Long runs go through the model's vectorised path; short ones through a memo of the model's (pure)
     ``decode_step_time``: batch sizes and context sums recur across a run, so most lookups hit.
     """
-    vectorised = getattr(inst.latency, "decode_step_times", None)
-    if m > 32 and vectorised is not None:
-        sums = first_sum + num_decodes * np.arange(m, dtype=np.int64)
-        return vectorised(num_decodes, sums).tolist()
+    if m > 32:
+        vectorised = getattr(inst.latency, "decode_step_times", None)
+        if vectorised is not None:
+            sums = first_sum + num_decodes * np.arange(m, dtype=np.int64)
+            return vectorised(num_decodes, sums).tolist()
     memo = inst.decode_memo
     if len(memo) > MEMO_LIMIT:
         memo.clear()

@@ -1,27 +1,29 @@
 """GPU KV blocks: reference counts, prefix keys, the LRU free queue and the key index (ENGINE.md §8.1, §8.4.1).
 
-Blocks are plain integers; their state lives in two parallel lists. Block ids are handed out in order the first
-time (0, 1, 2, ...), so blocks that were never used need no state at all: the free queue is "the untouched ids
-from ``num_touched`` up", followed by the released blocks in release order. Those sit in a deque (O(1) at both
-ends); a prefix hit that revives a cached free block from the middle of the queue leaves its entry in place and
-counts it in ``stale``, and the entry is skipped when it reaches the head. A block's stale entry always precedes
-any later entry of the same block (the queue is first-in first-out), so the first one met is the stale one.
+Blocks are plain integers; their state lives in two parallel lists. Block ids are handed out in order the first time
+(0, 1, 2, ...), so blocks that were never used need no state at all: the free queue is "the untouched ids from
+``num_touched`` up", followed by the released blocks in release order. Those sit in a list read from a moving head
+(O(1) at both ends, compacted once the consumed part is half of it); a prefix hit that revives a cached free block
+from the middle of the queue leaves its entry in place and counts it in ``stale``, and the entry is skipped when it
+reaches the head. A block's stale entry always precedes any later entry of the same block (the queue is first-in
+first-out), so the first one met is the stale one.
 """
 
 from __future__ import annotations
 
-from collections import deque
+COMPACT_AT = 4096  # entries consumed from the head of ``released`` before the list is compacted
 
 
 class BlockPool:
-    __slots__ = ("num_blocks", "ref_cnt", "key", "num_touched", "released", "stale", "index", "num_used")
+    __slots__ = ("num_blocks", "ref_cnt", "key", "num_touched", "released", "head_pos", "stale", "index", "num_used")
 
     def __init__(self, num_blocks: int) -> None:
         self.num_blocks = num_blocks
         self.ref_cnt: list[int] = []  # per touched block
         self.key: list[int | None] = []  # prefix key of a full block, kept while the block is free
         self.num_touched = 0  # ids >= this were never used: they sit at the head of the free queue, in order
-        self.released: deque[int] = deque()  # free touched blocks, LRU first, plus stale entries
+        self.released: list[int] = []  # free touched blocks from ``head_pos`` on, LRU first, plus stale entries
+        self.head_pos = 0
         self.stale: dict[int, int] = {}  # block -> entries of it in ``released`` that a revival made stale
         self.index: dict[int, list[int]] = {}  # key -> blocks holding it, earliest first
         self.num_used = 0
@@ -39,11 +41,11 @@ class BlockPool:
             self.ref_cnt.append(1)
             self.key.append(None)
             return block
-        block = self.released.popleft()
+        block = self._pop_released()
         if self.stale:
             while block in self.stale:
                 self._drop_stale(block)
-                block = self.released.popleft()
+                block = self._pop_released()
         self.ref_cnt[block] = 1
         old = self.key[block]
         if old is not None:
@@ -53,6 +55,17 @@ class BlockPool:
                 del self.index[old]
             else:
                 holders.remove(block)
+        return block
+
+    def _pop_released(self) -> int:
+        released = self.released
+        pos = self.head_pos
+        block = released[pos]
+        pos += 1
+        if pos >= COMPACT_AT and 2 * pos >= len(released):
+            del released[:pos]
+            pos = 0
+        self.head_pos = pos
         return block
 
     def _drop_stale(self, block: int) -> None:
@@ -71,10 +84,10 @@ class BlockPool:
             self.ref_cnt.extend([1] * fresh)
             self.key.extend([None] * fresh)
             self.num_used += fresh
-            if fresh == n:
-                return list(range(start, start + n))
-        take = self.take
-        return [*range(start, start + fresh), *(take() for _ in range(n - fresh))]
+        out = list(range(start, start + fresh))
+        for _ in range(n - fresh):
+            out.append(self.take())
+        return out
 
     def revive(self, block: int) -> None:
         """Share a cached block found by a prefix lookup (it may be free: then it leaves the free queue)."""
@@ -86,13 +99,13 @@ class BlockPool:
     def release(self, blocks: list[int]) -> None:
         """Drop one reference on each block, last block first, so a request's tail is reused first (§8.5)."""
         ref_cnt = self.ref_cnt
-        append = self.released.append
+        released = self.released
         freed = 0
         for block in reversed(blocks):
             n = ref_cnt[block] - 1
             ref_cnt[block] = n
             if not n:
-                append(block)
+                released.append(block)
                 freed += 1
         self.num_used -= freed
 
@@ -100,7 +113,7 @@ class BlockPool:
         """The released blocks in the order they will be reused (untouched ids come before all of them)."""
         skip = dict(self.stale)
         out = []
-        for block in self.released:
+        for block in self.released[self.head_pos :]:
             if skip.get(block):
                 skip[block] -= 1
             else:

@@ -71,15 +71,15 @@ class RooflineV1(AlphaOverheads):
         peak_flops = hw.tflops_peak * 1e12
         bw_eff = hw.bw_peak_tbs * 1e12 * hw.bw_eff_constant
         self._vec_flops = peak_flops * hw.vector_peak_fraction
-        self._tp_pre = tp ** hw.tp_scaling_exponent
+        self._tp_pre = float(tp ** hw.tp_scaling_exponent)
         dexp = hw.decode_tp_scaling_exponent
-        self._tp_dec = tp ** (dexp if dexp != 0 else 1.0)
+        self._tp_dec = float(tp ** (dexp if dexp != 0 else 1.0))
         self._pre_gemm_rate = peak_flops * hw.mfu_prefill * hw.mfu_prefill_multiplier
         self._dec_gemm_rate = peak_flops * hw.mfu_decode * hw.mfu_decode_multiplier
         self._pre_bw = bw_eff * hw.prefill_bw_factor
         self._dec_bw = bw_eff * hw.decode_bw_factor
-        self._pre_weights = self.weight_bytes / tp  # prefill memory divides weights by tp ...
-        self._dec_weights = self.weight_bytes / self._tp_dec  # ... decode by tp^εd (§3.1)
+        self._pre_weights: float = self.weight_bytes / tp  # prefill memory divides weights by tp ...
+        self._dec_weights: float = self.weight_bytes / self._tp_dec  # ... decode by tp^εd (§3.1)
         # Per-decode byte constants: KV write of one token plus its activations; KV read per unit of context.
         self._dec_bytes_fixed = self.act_per_token * ACT_DECODE + self.kv_per_token
         self._dec_bytes_per_ctx = self.kv_per_token * KV_READ_DECODE
@@ -169,15 +169,16 @@ class RooflineV1(AlphaOverheads):
             memory = self._dec_memory(num_decodes, context_sum)
         return compute if compute > memory else memory
 
-    def _dec_memory(self, num_decodes, context_sum):
-        """Decode memory time with the added terms (``moeExperts``, ``decodeKvBwEff``); arrays work too."""
+    def _dec_memory(self, num_decodes: int, context_sum: int) -> float:
+        """Decode memory time with the added terms (``moeExperts``, ``decodeKvBwEff``)."""
         td = self._tp_dec
         weights = self._dec_weights if self._moe is None else self._moe_weights(num_decodes) / td
-        if self._kv_bw is None:
+        kv_bw = self._kv_bw
+        if kv_bw is None:
             dyn = (self._dec_bytes_fixed * num_decodes + self._dec_bytes_per_ctx * context_sum) / td
             return (weights + dyn) / self._dec_bw
         return ((weights + self._dec_bytes_fixed * num_decodes / td) / self._dec_bw
-                + self._dec_bytes_per_ctx * context_sum / td / self._kv_bw)
+                + self._dec_bytes_per_ctx * context_sum / td / kv_bw)
 
     # ---------------------------------------------------------------- LatencyModel
     def step_time(self, step: StepRecord) -> int:
@@ -211,16 +212,16 @@ class RooflineV1(AlphaOverheads):
 
     def decode_step_times(self, num_decodes: int, context_sums: np.ndarray) -> np.ndarray:
         """``decode_step_time`` for an int64 array of context sums: the same float64 operations in the same
-        order, element by element, so every value is bit-identical to the scalar path (decode skip-ahead)."""
+        order, element by element, so every value is bit-identical to the scalar path (decode skip-ahead). With
+        an added term on, the scalar path prices each one (compiled, it keeps up with numpy at these lengths)."""
+        if self._moe is not None or self._kv_bw is not None:
+            return np.array([self.decode_step_time(num_decodes, s) for s in context_sums.tolist()], dtype=np.int64)
         td = self._tp_dec
         gemm = self.gemm_per_token * num_decodes / td
         attn = self.attn_per_nc * context_sums / td
         compute = gemm / self._dec_gemm_rate + attn / self._vec_flops
-        if self._moe is None and self._kv_bw is None:
-            dyn = (self._dec_bytes_fixed * num_decodes + self._dec_bytes_per_ctx * context_sums) / td
-            memory = (self._dec_weights + dyn) / self._dec_bw
-        else:
-            memory = self._dec_memory(num_decodes, context_sums)
+        dyn = (self._dec_bytes_fixed * num_decodes + self._dec_bytes_per_ctx * context_sums) / td
+        memory = (self._dec_weights + dyn) / self._dec_bw
         hw_time = np.where(compute > memory, compute, memory)
         o_step = step_overhead_us(self._o_step, num_decodes, num_decodes)
         comm = self._comm + self._comm_per_token * num_decodes if self._comm_per_token else self._comm
