@@ -5,7 +5,9 @@
     python benchmarks/run.py --scale 0.1     # every scenario with a tenth of the requests (a quick look)
 
 Each (scenario, mode) runs in a fresh child process so that its peak RSS is its own. Both modes must print the
-same metrics; the table says so in its last column. Scenario (c) routes round-robin until weighted routing exists.
+same metrics; the table says so in its last column. Its caption says whether the compiled engine ran
+(``BLIS_SIM_PURE=1 python benchmarks/run.py`` times the Python sources). Scenario (c) routes round-robin until
+weighted routing exists.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def _child(name: str, skip_ahead: bool, scale: float) -> None:
     import hashlib
     import logging
 
-    from blis_sim import SimulationConfig, run
+    from blis_sim import SimulationConfig, engine_build, run
 
     logging.getLogger("blis_sim").setLevel(logging.ERROR)
     spec = json.loads(json.dumps(SCENARIOS[name][1]))
@@ -62,6 +64,7 @@ def _child(name: str, skip_ahead: bool, scale: float) -> None:
         "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "requests": results.cluster["injected_requests"],
         "digest": hashlib.sha256(results.stdout_text().encode()).hexdigest(),
+        "engine": engine_build,
     }))
 
 
@@ -95,9 +98,11 @@ def main() -> None:
     for col in ("", "scenario", "requests", "wall s", "requests/s", "peak MB", "single-step s", "speed-up", "same"):
         table.add_column(col, justify="right" if col not in ("", "scenario") else "left")
     console = Console(stderr=True)
+    builds = set()
     for name in args.scenarios:
         console.print(f"running {name}: {SCENARIOS[name][0]} ...")
         fast = _measure(name, True, args.scale)
+        builds.add(fast["engine"])
         single = None if args.no_single or name == "d" else _measure(name, False, args.scale)
         table.add_row(
             name, SCENARIOS[name][0], f"{fast['requests']:,}", f"{fast['wall_s']:.2f}",
@@ -106,6 +111,7 @@ def main() -> None:
             f"{single['wall_s'] / fast['wall_s']:.1f}x" if single else "-",
             ("yes" if single["digest"] == fast["digest"] else "NO") if single else "-",
         )
+    table.caption = f"engine: {', '.join(sorted(builds))} (blis_sim.engine_build; BLIS_SIM_PURE=1 runs the sources)"
     Console().print(table)
 
 

@@ -29,6 +29,7 @@ MODULES = (
     "engine/instance.py",
     "kv/block_pool.py",
     "kv/cache.py",
+    "workload/distribution.py",
     "latency/base.py",
     "latency/blackbox.py",
     "latency/roofline_v1.py",

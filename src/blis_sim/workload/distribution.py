@@ -52,8 +52,8 @@ _PRESET_KEYS = (
 class LengthParams:
     """A clamped normal length distribution: mean, standard deviation and the inclusive range [min, max]."""
 
-    mean: int
-    stdev: int
+    mean: float  # a fraction is allowed (ground-truth workloads), so the compiled class takes floats
+    stdev: float
     min: int
     max: int
 
@@ -81,11 +81,11 @@ def gauss_len(rng: np.random.Generator, p: LengthParams) -> int:
     if lo == hi:
         return int(lo)
     z = rng.standard_normal()  # call shape: one scalar standard_normal() per length
-    x = p.mean + p.stdev * z
+    x: float = p.mean + p.stdev * z
     if x < lo:
-        x = lo
+        x = float(lo)
     elif x > hi:
-        x = hi
+        x = float(hi)
     return math.floor(x + 0.5)  # round_half_up, inlined: this runs twice per request
 
 
@@ -204,13 +204,12 @@ def _draw_lengths(rng: np.random.Generator, n: int, prompt: LengthParams, output
 def _generate(params: DistributionParams, horizon: int | float, streams: Streams) -> Iterator[Request]:
     rate = float(params.rate)
     count = int(params.num_requests)
-    poisson = params.arrival_process == "poisson"
     gap_mean_us = 1e6 / rate
     num_prefix = int(params.prefix_tokens)
 
     length_rng = streams.get(STREAM_LENGTH)
     token_rng = streams.get(STREAM_TOKEN)
-    exponential = streams.get(STREAM_ARRIVAL).exponential if poisson else None
+    arrival_rng = streams.get(STREAM_ARRIVAL) if params.arrival_process == "poisson" else None
     floor = math.floor
 
     # call shape: one vectorised integers(0, 128000, size=prefix_tokens) call, before any request
@@ -224,9 +223,9 @@ def _generate(params: DistributionParams, horizon: int | float, streams: Streams
         arrivals: list[int] = []
         past_horizon = False
         while i < count and i - first < _CHUNK_REQUESTS:
-            if poisson:
+            if arrival_rng is not None:  # poisson; call shape: one scalar exponential(1e6/rate) per gap
                 if i:
-                    elapsed_us += exponential(gap_mean_us)  # call shape: one scalar exponential(1e6/rate) per gap
+                    elapsed_us += arrival_rng.exponential(gap_mean_us)
                 arrival_us = elapsed_us
             else:
                 arrival_us = i * 1e6 / rate  # float64: (i * 1e6) / rate
