@@ -8,10 +8,11 @@ from blis_sim.cluster.policies import AlwaysAdmit, RoundRobin
 from blis_sim.cluster.simulator import ClusterSimulator
 from blis_sim.config import EngineConfig
 from blis_sim.engine.instance import Instance
+from blis_sim.latency.base import LatencyModel
 from blis_sim.request import Request, RequestStatus
 
 
-class LinearLatency:
+class LinearLatency(LatencyModel):
     """step = b0 + b1*prefill tokens + b2*decodes (the blackbox shape, kept local to the tests)."""
 
     name = "test-linear"
