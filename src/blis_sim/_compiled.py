@@ -60,7 +60,7 @@ def status() -> str:
         if ext is None:
             continue
         found = True
-        if ext.stat().st_mtime < source.stat().st_mtime:
+        if source.exists() and ext.stat().st_mtime < source.stat().st_mtime:
             return "stale"
     return "compiled" if found else "pure"
 
@@ -81,8 +81,8 @@ class _SourceFirst(importlib.abc.MetaPathFinder):
 def choose() -> str:
     """Called once by ``blis_sim/__init__``, before any engine module is imported."""
     state = status()
-    if state != "compiled" and any(isinstance(f, _SourceFirst) for f in sys.meta_path):
-        return state
+    if state == "compiled" or any(isinstance(f, _SourceFirst) for f in sys.meta_path):
+        return state  # nothing to do, or already done (blis_sim imported again)
     if state == "stale":
         warnings.warn(
             "blis-sim: the compiled engine is older than its sources; running the Python sources "
@@ -90,6 +90,5 @@ def choose() -> str:
             RuntimeWarning,
             stacklevel=3,
         )
-    if state != "compiled":
-        sys.meta_path.insert(0, _SourceFirst())
+    sys.meta_path.insert(0, _SourceFirst())
     return state
