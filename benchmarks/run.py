@@ -3,11 +3,17 @@
     python benchmarks/run.py                 # every scenario, skip-ahead and single stepping
     python benchmarks/run.py a b --no-single # chosen scenarios, skip-ahead only
     python benchmarks/run.py --scale 0.1     # every scenario with a tenth of the requests (a quick look)
+    python benchmarks/run.py a --scale 0.06 --instructions   # instructions executed (valgrind), not seconds
 
 Each (scenario, mode) runs in a fresh child process so that its peak RSS is its own. Both modes must print the
 same metrics; the table says so in its last column. Its caption says whether the compiled engine ran
 (``BLIS_SIM_PURE=1 python benchmarks/run.py`` times the Python sources). Scenario (c) routes round-robin until
 weighted routing exists.
+
+Wall times on a shared machine drift; ``--instructions`` counts the instructions the simulation executes instead
+(valgrind's callgrind: repeatable whatever else the machine does, about 50 times slower, so use a small
+``--scale``). With the compiled engine only ``ClusterSimulator.run`` is counted; with the Python sources the whole
+process is (imports included).
 """
 
 from __future__ import annotations
@@ -68,6 +74,41 @@ def _child(name: str, skip_ahead: bool, scale: float) -> None:
     }))
 
 
+RUN_SYMBOL = "CPyDef_simulator___ClusterSimulator___run"  # the compiled cluster loop
+
+
+def _instructions(name: str, scale: float) -> tuple[int, str]:
+    """Instructions executed by one skip-ahead run of ``name`` under callgrind, and what was counted."""
+    import os
+    import re
+    import shutil
+    import tempfile
+
+    if shutil.which("valgrind") is None:
+        sys.exit("error: --instructions needs valgrind on PATH (Debian: apt install valgrind)")
+    probe = subprocess.run([sys.executable, "-c", "import blis_sim; print(blis_sim.engine_build)"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    counted = "ClusterSimulator.run" if probe == "compiled" else "whole process"
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={os.path.join(tmp, 'out')}"]
+        if probe == "compiled":
+            cmd.append(f"--toggle-collect={RUN_SYMBOL}")
+        cmd += [os.path.realpath(sys.executable), __file__, "--child", name, "--scale", str(scale)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    found = re.search(r"Collected : (\d+)", out.stderr)
+    if found is None:
+        sys.exit(f"error: valgrind printed no instruction count for scenario {name}")
+    return int(found.group(1)), counted
+
+
+def _requests_of(name: str, scale: float) -> int:
+    """Requests the child simulates (``_child`` scales only scenarios that name a workload)."""
+    workload = SCENARIOS[name][1].get("workload")
+    if workload is None:
+        return 100  # e: the default workload
+    return max(1, int(workload["num_requests"] * scale)) if scale != 1.0 else workload["num_requests"]
+
+
 def _measure(name: str, skip_ahead: bool, scale: float) -> dict:
     cmd = [sys.executable, __file__, "--child", name, "--scale", str(scale)]
     if not skip_ahead:
@@ -81,6 +122,8 @@ def main() -> None:
     ap.add_argument("scenarios", nargs="*", default=list(SCENARIOS), help="scenario letters (default: all)")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every request count by this")
     ap.add_argument("--no-single", action="store_true", help="skip the single-stepping comparison runs")
+    ap.add_argument("--instructions", action="store_true",
+                    help="count executed instructions with valgrind instead of timing (skip-ahead only)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--no-skip-ahead", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -93,6 +136,18 @@ def main() -> None:
 
     from rich.console import Console
     from rich.table import Table
+
+    if args.instructions:
+        table = Table(title="blis-sim benchmark: instructions executed (valgrind callgrind)")
+        for col in ("", "scenario", "requests", "counted", "instructions", "per request"):
+            table.add_column(col, justify="right" if col not in ("", "scenario", "counted") else "left")
+        for name in args.scenarios:
+            Console(stderr=True).print(f"counting {name}: {SCENARIOS[name][0]} ...")
+            requests = _requests_of(name, args.scale)
+            count, counted = _instructions(name, args.scale)
+            table.add_row(name, SCENARIOS[name][0], f"{requests:,}", counted, f"{count:,}", f"{count // requests:,}")
+        Console().print(table)
+        return
 
     table = Table(title="blis-sim benchmark")
     for col in ("", "scenario", "requests", "wall s", "requests/s", "peak MB", "single-step s", "speed-up", "same"):
