@@ -8,6 +8,7 @@ request will generate, so the "known tokens" at any moment are ``tokens[:num_pro
 from __future__ import annotations
 
 import enum
+from typing import Protocol
 
 import numpy as np
 
@@ -25,6 +26,12 @@ class RequestStatus(enum.IntEnum):
     REJECTED = 5  # refused by admission
 
 
+class TokenSource(Protocol):
+    """Where a request whose token ids are drawn on demand gets them (workload/distribution.py)."""
+
+    def ids(self, start: int, stop: int) -> np.ndarray: ...
+
+
 class Request:
     """Workload fields (read-only by convention) and engine state of one request."""
 
@@ -33,7 +40,9 @@ class Request:
         "index",
         "id",
         "arrival",
-        "tokens",
+        "_tokens",
+        "token_source",
+        "token_start",
         "num_prompt_tokens",
         "num_output_tokens",
         "slo_class",
@@ -65,19 +74,26 @@ class Request:
         self,
         index: int,
         arrival: int,
-        tokens: np.ndarray,
+        tokens: np.ndarray | None,
         num_prompt_tokens: int,
         request_id: str | None = None,
         slo_class: str = "",
         tenant_id: str = "",
         independent_tokens: bool = False,
+        token_source: TokenSource | None = None,
+        token_start: int = 0,
+        num_tokens: int = 0,
     ) -> None:
         self.index = index
         self.id = request_id if request_id is not None else f"request_{index}"
         self.arrival = arrival
-        self.tokens = tokens
+        # the ids themselves, or (without them) ids [token_start, token_start + num_tokens) of ``token_source``,
+        # drawn when first read: only requests whose prefix keys are computed ever read them (kv/cache.py)
+        self._tokens = tokens
+        self.token_source = token_source
+        self.token_start = token_start
         self.num_prompt_tokens = num_prompt_tokens
-        self.num_output_tokens = len(tokens) - num_prompt_tokens
+        self.num_output_tokens = (len(tokens) if tokens is not None else num_tokens) - num_prompt_tokens
         self.slo_class = slo_class
         self.tenant_id = tenant_id
         self.status = RequestStatus.PENDING
@@ -101,6 +117,20 @@ class Request:
         self.finish_time = UNSET
         self.ttft = UNSET
         self.e2e = UNSET
+
+    @property
+    def tokens(self) -> np.ndarray:
+        """Prompt then output token ids (drawn now if the source defers them)."""
+        ids = self._tokens
+        if ids is None and self.token_source is not None:
+            stop = self.token_start + self.num_prompt_tokens + self.num_output_tokens
+            ids = self._tokens = self.token_source.ids(self.token_start, stop)
+        return ids  # type: ignore[return-value]  # None only after drop_tokens
+
+    def drop_tokens(self) -> None:
+        """Free the token ids of a request that left the engine (they are never read again)."""
+        self._tokens = None
+        self.token_source = None
 
     @property
     def num_tokens(self) -> int:

@@ -264,3 +264,15 @@ def test_absurdly_small_rate_stops_instead_of_overflowing():
     for process in ("constant", "poisson"):
         reqs = list(generate(params(n=5, rate=1e-310, process=process), 1, math.inf))
         assert [r.arrival for r in reqs] == [0]
+
+
+def test_token_ids_drawn_on_demand_do_not_depend_on_the_reading_order():
+    """Prefix-less requests draw their token chunk when first read; chunks are drawn in stream order, so reading
+    the last request first gives every request the ids of reading them in order (three chunks here)."""
+    p = params(n=5000, prompt=(300, 0, 300, 300), output=(100, 0, 100, 100))  # 2,000,000 tokens
+    in_order = [r.tokens.tolist() for r in generate(p, 9, UNLIMITED)]
+    reqs = list(generate(p, 9, UNLIMITED))
+    assert all(r.keys_deferred for r in reqs)
+    last_first = [r.tokens.tolist() for r in reversed(reqs)][::-1]
+    assert last_first == in_order
+    assert len({tuple(t[:8]) for t in in_order}) == len(in_order)  # no two share a first block

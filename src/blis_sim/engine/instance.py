@@ -113,7 +113,7 @@ class Instance:
         stats = self.stats
         stats.dropped_unservable += 1
         stats.dropped_by_reason[reason] = stats.dropped_by_reason.get(reason, 0) + 1
-        req.tokens = None  # type: ignore[assignment]  # never needed again
+        req.drop_tokens()  # never needed again
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "%s: dropped %s (P=%d, N=%d): %s",
@@ -237,5 +237,5 @@ class Instance:
         self.kv.free(req)
         self.stats.completed += 1
         self.stats.e2e.add(e2e)
-        req.tokens = None  # type: ignore[assignment]  # free the token memory of finished requests
+        req.drop_tokens()  # free the token memory of finished requests
         req.block_keys = []

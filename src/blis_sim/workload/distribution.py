@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -201,6 +202,47 @@ def _draw_lengths(rng: np.random.Generator, n: int, prompt: LengthParams, output
     return out
 
 
+class _TokenChunk:
+    """The token ids of one chunk of requests, drawn from the token stream on first read (``_LazyTokens``)."""
+
+    __slots__ = ("stream", "sizes", "total", "block")
+
+    def __init__(self, stream: _LazyTokens, sizes: list[int], total: int) -> None:
+        self.stream = stream
+        self.sizes = sizes
+        self.total = total
+        self.block: np.ndarray | None = None
+
+    def ids(self, start: int, stop: int) -> np.ndarray:
+        if self.block is None:
+            self.stream.draw_through(self)
+        return self.block[start:stop]  # type: ignore[index]
+
+
+class _LazyTokens:
+    """Chunks of independently drawn requests, drawn from the token stream in order and only when a request reads
+    its ids (the KV cache keys only requests that can share blocks or were preempted): every id is the one an
+    eager draw gives, and a run that never reads them never draws them."""
+
+    __slots__ = ("rng", "pending")
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+        self.pending: deque[_TokenChunk] = deque()  # not drawn yet, in stream order
+
+    def add(self, sizes: list[int], total: int) -> _TokenChunk:
+        # a batched draw needs only the total: a chunk never drawn then costs a few bytes
+        chunk = _TokenChunk(self, [] if BATCHED_DRAWS_ARE_EXACT else sizes, total)
+        self.pending.append(chunk)
+        return chunk
+
+    def draw_through(self, chunk: _TokenChunk) -> None:
+        """Draw every pending chunk up to ``chunk`` (the stream's order), keeping each one's ids on it."""
+        while chunk.block is None:
+            head = self.pending.popleft()
+            head.block = _draw_tokens(self.rng, head.sizes, head.total)
+
+
 def _generate(params: DistributionParams, horizon: int | float, streams: Streams) -> Iterator[Request]:
     rate = float(params.rate)
     count = int(params.num_requests)
@@ -214,6 +256,7 @@ def _generate(params: DistributionParams, horizon: int | float, streams: Streams
 
     # call shape: one vectorised integers(0, 128000, size=prefix_tokens) call, before any request
     prefix = token_rng.integers(0, TOKEN_ID_BOUND, size=num_prefix, dtype=np.int64)
+    lazy = _LazyTokens(token_rng)
     clamp_warned = False
     elapsed_us = 0.0  # S_i of the Poisson process, accumulated in float64
     i = 0
@@ -268,15 +311,20 @@ def _generate(params: DistributionParams, horizon: int | float, streams: Streams
                 end_k += 1
             # call shape: per request integers(0, 128000, size=num_prompt), then integers(0, 128000,
             # size=num_output) (batched exactly, see _draw_tokens)
-            block = _draw_tokens(token_rng, sizes[2 * k : 2 * end_k], block_total)
             start = 0
-            for j in range(k, end_k):
-                stop = start + totals[j]
-                # tokens = prefix + prompt draw + output draw; without a prefix, a view into the block
-                tokens = np.concatenate((prefix, block[start:stop])) if num_prefix else block[start:stop]
-                yield Request(first + j, arrivals[j], tokens, num_prefix + sizes[2 * j],
-                              independent_tokens=not num_prefix)
-                start = stop
+            if num_prefix:  # tokens = prefix + prompt draw + output draw
+                block = _draw_tokens(token_rng, sizes[2 * k : 2 * end_k], block_total)
+                for j in range(k, end_k):
+                    stop = start + totals[j]
+                    yield Request(first + j, arrivals[j], np.concatenate((prefix, block[start:stop])),
+                                  num_prefix + sizes[2 * j])
+                    start = stop
+            else:  # independent draws: the block is drawn when one of them first reads its tokens
+                chunk = lazy.add(sizes[2 * k : 2 * end_k], block_total)
+                for j in range(k, end_k):
+                    yield Request(first + j, arrivals[j], None, sizes[2 * j], independent_tokens=True,
+                                  token_source=chunk, token_start=start, num_tokens=totals[j])
+                    start += totals[j]
             k = end_k
         if past_horizon:
             return
