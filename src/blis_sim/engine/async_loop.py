@@ -1,6 +1,6 @@
 """vLLM's asynchronous scheduling loop (ENGINE.md §7.8): the next batch is formed while the current one runs.
 
-``Instance`` (engine/instance.py) mixes this in and uses it when ``--async-scheduling`` is on.
+Functions of an ``Instance`` (engine/instance.py), which uses them when ``--async-scheduling`` is on.
 """
 
 from __future__ import annotations

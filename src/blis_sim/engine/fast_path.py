@@ -1,16 +1,15 @@
 """The synchronous fast path of an instance: batch formation with the decode cohort, and decode skip-ahead.
 
-``Instance`` (engine/instance.py) mixes this in; ``step`` uses it unless ``--no-skip-ahead`` asks for the reference
-scheduler at every step. Everything here gives exactly the results of the reference path (ENGINE.md §7.6): the
-cohort only changes how much work a step costs, never what it decides.
+Functions of an ``Instance`` (engine/instance.py); ``step`` uses them unless ``--no-skip-ahead`` asks for the
+reference scheduler at every step. Everything here gives exactly the results of the reference path (ENGINE.md §7.6):
+the cohort only changes how much work a step costs, never what it decides.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from bisect import bisect_left
 from itertools import accumulate
+from typing import TYPE_CHECKING
 
 import numpy as np
 

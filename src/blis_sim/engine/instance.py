@@ -127,7 +127,7 @@ class Instance:
         ``bound`` is the earliest tick at which anything outside this instance can act on it or look at it (the
         next arrival or control-plane event, or just past the horizon). On the fast path every boundary before
         it is taken here, without a round trip through the event queue, and stable decode stretches in one go
-        (``_skip_ahead``); single stepping (``skip_ahead`` off) takes one boundary per call.
+        (``fast_path.skip_ahead``); single stepping (``skip_ahead`` off) takes one boundary per call.
         """
         self.step_pending = False
         stats = self.stats
