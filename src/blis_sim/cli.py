@@ -514,7 +514,7 @@ cli.add_command(
                    "[default: the GPU folder name].")
 @click.option("--hardware-config", type=click.Path(path_type=Path), default=None, metavar="PATH",
               help="Hardware JSON [default: the packaged one].")
-@click.option("--quick", is_flag=True, help="A small grid (a minute or two) instead of the full one (about 15).")
+@click.option("--quick", is_flag=True, help="A small grid (seconds) instead of the full one (about 5 minutes on an H100).")
 @click.option("--iters", type=click.IntRange(min=3), default=10, show_default=True,
               help="Timed repetitions per cell (fewer for slow kernels).")
 def _bench_mfu(output: Path, gpu_folder: str | None, hardware: str | None, hardware_config: Path | None,
@@ -535,6 +535,9 @@ def _bench_mfu(output: Path, gpu_folder: str | None, hardware: str | None, hardw
     grid = BenchGrid.quick() if quick else BenchGrid()
     with _bench_progress() as progress:
         result = run_bench(timer, grid, output, folder, hw.tflops_peak, progress)
+    wins = ", ".join(f"{name} {n}" for name, n in sorted(timer.attention_wins.items()))
+    sys.stderr.write(f"timed from CUDA graphs ({timer.eager_fallbacks} kernels launched back to back instead); "
+                     f"fastest attention kernel per cell: {wins}\n")
     sys.stdout.write(f"wrote {len(result.files)} tables ({result.cells} cells) for {timer.device_name} under "
                      f"{output}; use them with --bench-data-path {output} --hardware {hw.name}\n")
     return EXIT_OK

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import sys
 import types
@@ -12,7 +13,7 @@ from blis_sim import cli, logging_setup
 from blis_sim.latency.hardware import load_hardware
 from blis_sim.latency.hf_config import load_model_config
 from blis_sim.latency.mfu.fitted import load_packaged_efficiency
-from blis_sim.latency.mfu.bench import BenchGrid, TorchTimer, gpu_folder_name, run_bench
+from blis_sim.latency.mfu.bench import DEFAULT_SHAPES, BenchGrid, TorchTimer, gpu_folder_name, run_bench
 from blis_sim.latency.mfu.tables import MFUDatabase
 from blis_sim.latency.roofline_v2 import RooflineV2
 from mfu_fixtures import DATA, decode_latency_us, gemm_latency_us, make_step, prefill_latency_us
@@ -159,3 +160,116 @@ def test_without_a_gpu_exits_2_no_cuda_device(tmp_path, capsys, monkeypatch):
 def test_output_is_required(capsys):
     rc, out, err = _bench_cli(capsys)
     assert rc == 2 and err == "blis: error: --output is required (see blis bench-mfu --help)\n"
+
+
+# ---------------------------------------------------------------- the GPU timer, on a fake CUDA clock
+
+
+class FakeCuda:
+    """A virtual GPU clock: an eager kernel call costs PyTorch's dispatch gap plus the kernel, a graph replay only
+    the kernels it captured. ``capturable=False`` makes capture fail as some kernels do."""
+
+    def __init__(self, dispatch_us: float, capturable: bool = True) -> None:
+        self.now_us, self.dispatch_us, self.capturable = 0.0, dispatch_us, capturable
+        self.capturing: list | None = None
+        self.launched: list = []
+
+    def kernel(self, cost_us: float, tag: object = None) -> None:
+        if self.capturing is not None:
+            self.capturing.append((cost_us, tag))
+        else:
+            self.now_us += self.dispatch_us + cost_us
+            self.launched.append(tag)
+
+    def torch(self) -> types.SimpleNamespace:
+        gpu = self
+
+        class Event:
+            def __init__(self, enable_timing):
+                self.t = None
+
+            def record(self):
+                self.t = gpu.now_us
+
+            def elapsed_time(self, other):
+                return (other.t - self.t) / 1000.0
+
+        class Graph:
+            def __init__(self):
+                self.kernels = []
+
+            def replay(self):
+                for cost, tag in self.kernels:
+                    gpu.now_us += cost
+                    gpu.launched.append(tag)
+
+        class Capture:
+            def __init__(self, graph):
+                self.graph = graph
+
+            def __enter__(self):
+                gpu.capturing = self.graph.kernels
+
+            def __exit__(self, *exc):
+                gpu.capturing = None
+                if not gpu.capturable:
+                    raise RuntimeError("operation not permitted when stream is capturing")
+
+        stream = types.SimpleNamespace(wait_stream=lambda other: None)
+        cuda = types.SimpleNamespace(
+            Event=Event, CUDAGraph=Graph, graph=Capture, Stream=lambda: stream, current_stream=lambda: stream,
+            stream=lambda s: contextlib.nullcontext(), synchronize=lambda: None,
+            get_device_name=lambda i: "NVIDIA H100 80GB HBM3")
+        return types.SimpleNamespace(cuda=cuda, device=lambda name: name, bfloat16="bf16")
+
+
+def test_graph_reps_cover_the_weight_copies_and_about_a_millisecond():
+    from blis_sim.latency.mfu.bench import graph_reps
+
+    assert graph_reps(first_us=30.0, copies=1) == 33  # 1000 us of eager time
+    assert graph_reps(first_us=2.0, copies=1) == 64  # capped
+    assert graph_reps(first_us=30.0, copies=40) == 40  # every weight copy once, so none stays in L2
+    assert graph_reps(first_us=5000.0, copies=1) == 1
+
+
+def test_timer_reports_the_kernel_not_the_dispatch_gap():
+    gpu = FakeCuda(dispatch_us=25.0)
+    timer = TorchTimer(gpu.torch(), warmup=3, iters=10)
+    t = timer._time_us(lambda i: gpu.kernel(4.0, tag=i % 3), copies=3)
+    assert t == pytest.approx(4.0) and timer.eager_fallbacks == 0
+    # 3 warm-ups and one timed eager call, then graphs of graph_reps(29 us, 3) = 34 calls rotating over 3 copies
+    assert gpu.launched[4:4 + 34] == [i % 3 for i in range(34)]
+
+
+def test_timer_falls_back_to_back_to_back_calls_when_capture_fails():
+    gpu = FakeCuda(dispatch_us=25.0, capturable=False)
+    timer = TorchTimer(gpu.torch(), warmup=3, iters=10)
+    assert timer._time_us(lambda i: gpu.kernel(100.0)) == pytest.approx(125.0)
+    assert timer.eager_fallbacks == 1
+
+
+# ---------------------------------------------------------------- the tables bench-mfu measured on an H100
+
+MEASURED = DATA.parents[2] / "benchmarks" / "gpu" / "h100-bf16"
+
+
+def test_measured_h100_tables_load_as_bf16_and_cover_the_packaged_models(caplog):
+    """The tables of benchmarks/gpu/h100-bf16 (blis bench-mfu on an H100, CUDA graphs): the loader's physical
+    checks accept every row as BF16, and llama-3.1-8b at TP 1-8 needs no extrapolated GEMM or borrowed shape."""
+    db = MFUDatabase.load(MEASURED, "H100", 989.5, 3.35)
+    assert db.gemm.dtype == "bf16" and len(db.shapes()) == len(DEFAULT_SHAPES)
+    hw = load_hardware(DATA / "hardware_config_handset.json", "H100")
+    llama = load_model_config(DATA / "model_configs" / "llama-3.1-8b-instruct")
+    caplog.set_level("INFO", logger="blis_sim")
+    steps = {tp: RooflineV2.from_tables(llama, hw, tp, db).step_time(make_step([], [1024])) for tp in (1, 2, 4, 8)}
+    assert not [r for r in caplog.records if "roofline-v2" in r.getMessage()]
+    # one decode of 1,024 tokens reads the 16 GB of weights: at least their HBM time, and faster with more GPUs
+    assert steps[1] > 16.06e9 / 3.35e12 * 1e6
+    assert steps[1] > steps[2] > steps[4] > steps[8]
+
+
+def test_measured_small_kernels_are_gpu_time_not_dispatch():
+    """Timed from CUDA graphs: a 512x512 GEMM takes a few microseconds (launched one by one from PyTorch, 30)."""
+    rows = read(MEASURED / "gemm" / "h100" / "data.csv")[1:]
+    small = [float(lat) for m, k, n, lat, *_ in rows if (k, n) == ("512", "512")]
+    assert len(small) == len(BenchGrid().gemm_m) and max(small) < 10.0

@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import os
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,8 +57,8 @@ DEFAULT_SHAPES = ((12, 2, 128), (16, 2, 128), (28, 4, 128), (32, 4, 128), (32, 8
 class BenchGrid:
     """What to measure. The GEMM (k, n) axes span the fused layer shapes of 1.5B-70B models at TP 1-8, lm_head
     included, so that lookups interpolate instead of extrapolating; m stops at 4096, beyond which GEMMs are
-    compute-bound and the lookup's roofline ratio (time proportional to m) is accurate. About 15 minutes on an H100
-    (the largest GEMMs dominate); ``quick()`` takes a minute or two."""
+    compute-bound and the lookup's roofline ratio (time proportional to m) is accurate. 4,620 cells in 4.5 minutes
+    on an H100 (PyTorch 2.11; trying each attention kernel dominates); ``quick()`` takes 11 seconds."""
 
     gemm_m: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
     gemm_k: tuple[int, ...] = (512, 1024, 2048, 4096, 8192, 16384)
@@ -182,8 +183,17 @@ def gpu_folder_name(device_name: str) -> str:
     return (words[0] if words else "gpu").lower()
 
 
+def graph_reps(first_us: float, copies: int, budget_us: float = 1000.0, max_reps: int = 64) -> int:
+    """Kernel calls per captured CUDA graph: about ``budget_us`` of work, so the graph launch and the event records
+    vanish in the average, and at least one call per rotated weight copy, so no weight stays in the L2 cache."""
+    return max(1, copies, min(max_reps, int(budget_us / max(first_us, 1.0))))
+
+
 class TorchTimer:
-    """Times kernels with CUDA events on ``cuda:0``. ``create`` raises ``InputError`` without torch or a GPU."""
+    """Times kernels on ``cuda:0`` as vLLM runs them: replayed from a CUDA graph (vLLM captures its forward passes),
+    so a small kernel's time is the GPU's, not PyTorch's dispatch (30 us on an H100, more than the kernel). Attention
+    is the fastest of PyTorch's SDPA kernels that accept the shape (flash, cuDNN, memory-efficient; KV heads expanded
+    for prefill kernels without grouped-query support). ``create`` raises ``InputError`` without torch or a GPU."""
 
     L2_FLUSH_BYTES = 256 * 2**20  # weights rotated through at least this much memory (H100 L2: 50 MB)
 
@@ -193,6 +203,8 @@ class TorchTimer:
         self.device = torch.device("cuda:0")
         self.dtype = torch.bfloat16
         self.device_name = torch.cuda.get_device_name(0)
+        self.eager_fallbacks = 0  # kernels that could not be captured in a graph, timed back to back instead
+        self.attention_wins: dict[str, int] = {}  # SDPA kernel name -> cells where it was the fastest
 
     @classmethod
     def create(cls, warmup: int = 3, iters: int = 10) -> "TorchTimer":
@@ -206,24 +218,76 @@ class TorchTimer:
                              "(torch.cuda.is_available() is False)")
         return cls(torch, warmup, iters)
 
-    def _time_us(self, fn: Callable[[int], object]) -> float:
-        """Median of CUDA-event timings; fewer repetitions for slow kernels (about 0.2 s per cell, at least 3)."""
+    def _events_us(self, run: Callable[[], object]) -> float:
         torch = self.torch
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        run()
+        end.record()
+        torch.cuda.synchronize()
+        return start.elapsed_time(end) * 1000.0  # ms -> us
 
-        def timed(i: int) -> float:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn(i)
-            end.record()
+    def _time_us(self, fn: Callable[[int], object], copies: int = 1) -> float:
+        """Median time of one call of ``fn``. Warm-up on a side stream (as CUDA graph capture requires), then a graph
+        of ``graph_reps`` calls replayed ``iters`` times (fewer for slow kernels: about 0.2 s per cell, at least 3).
+        A kernel that cannot be captured is timed as the same calls launched back to back."""
+        torch = self.torch
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for i in range(self.warmup):
+                fn(i)
+        torch.cuda.current_stream().wait_stream(side)
+        first_us = self._events_us(lambda: fn(0))
+        reps = graph_reps(first_us, copies)
+
+        def calls() -> None:
+            for i in range(reps):
+                fn(i)
+
+        try:
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                calls()
+            run: Callable[[], object] = graph.replay
+        except RuntimeError:
             torch.cuda.synchronize()
-            return start.elapsed_time(end) * 1000.0  # ms -> us
-
-        first_us = timed(0)
-        for i in range(1, self.warmup):
-            fn(i)
-        iters = max(3, min(self.iters, int(2e5 / max(first_us, 1.0))))
-        times = sorted(timed(i) for i in range(iters))
+            self.eager_fallbacks += 1
+            graph, run = None, calls
+        run()
+        iters = max(3, min(self.iters, int(2e5 / max(first_us * reps, 1.0))))
+        times = sorted(self._events_us(run) / reps for _ in range(iters))
+        del graph
         return times[len(times) // 2]
+
+    def _fastest_sdpa_us(self, q, k, v, causal: bool, expand_for_prefill: bool) -> float:
+        """The fastest SDPA kernel for these tensors. Kernels that reject the shape raise (RuntimeError) and are
+        skipped; where none accepts grouped-query attention, prefill retries with the KV heads expanded."""
+        torch = self.torch
+        from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: PLC0415
+
+        sdpa = torch.nn.functional.scaled_dot_product_attention
+        variants = [(k, v, q.shape[1] != k.shape[1])]
+        if expand_for_prefill and q.shape[1] != k.shape[1]:
+            group = q.shape[1] // k.shape[1]
+            variants.append((k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1), False))
+        best, winner = float("inf"), "math"
+        for backend in (SDPBackend.FLASH_ATTENTION, SDPBackend.CUDNN_ATTENTION, SDPBackend.EFFICIENT_ATTENTION):
+            for kk, vv, gqa in variants:
+                try:
+                    with warnings.catch_warnings(), sdpa_kernel(backend):
+                        warnings.simplefilter("ignore")
+                        t = self._time_us(lambda i, kk=kk, vv=vv, gqa=gqa: sdpa(q, kk, vv, is_causal=causal,
+                                                                                enable_gqa=gqa))
+                except RuntimeError:
+                    torch.cuda.synchronize()
+                    continue
+                if t < best:
+                    best, winner = t, backend.name.lower() + ("" if kk is k else " (expanded KV)")
+        self.attention_wins[winner] = self.attention_wins.get(winner, 0) + 1
+        if best == float("inf"):  # no fused kernel: PyTorch's default choice (the math kernel)
+            best = self._time_us(lambda i: sdpa(q, k, v, is_causal=causal, enable_gqa=q.shape[1] != k.shape[1]))
+        return best
 
     def _release(self) -> None:
         self.torch.cuda.empty_cache()
@@ -234,7 +298,7 @@ class TorchTimer:
         weights = [torch.randn(n, k, device=self.device, dtype=self.dtype) for _ in range(copies)]
         x = torch.randn(m, k, device=self.device, dtype=self.dtype)
         try:
-            return self._time_us(lambda i: torch.nn.functional.linear(x, weights[i % copies]))
+            return self._time_us(lambda i: torch.nn.functional.linear(x, weights[i % copies]), copies)
         finally:
             del weights, x
             self._release()
@@ -244,9 +308,8 @@ class TorchTimer:
         q = torch.randn(1, heads, seq_len, head_dim, device=self.device, dtype=self.dtype)
         k = torch.randn(1, kv_heads, seq_len, head_dim, device=self.device, dtype=self.dtype)
         v = torch.randn_like(k)
-        sdpa = torch.nn.functional.scaled_dot_product_attention
         try:
-            return self._time_us(lambda i: sdpa(q, k, v, is_causal=True, enable_gqa=heads != kv_heads))
+            return self._fastest_sdpa_us(q, k, v, causal=True, expand_for_prefill=True)
         finally:
             del q, k, v
             self._release()
@@ -256,9 +319,8 @@ class TorchTimer:
         q = torch.randn(batch, heads, 1, head_dim, device=self.device, dtype=self.dtype)
         k = torch.randn(batch, kv_heads, kv_len, head_dim, device=self.device, dtype=self.dtype)
         v = torch.randn_like(k)
-        sdpa = torch.nn.functional.scaled_dot_product_attention
         try:
-            return self._time_us(lambda i: sdpa(q, k, v, enable_gqa=heads != kv_heads))
+            return self._fastest_sdpa_us(q, k, v, causal=False, expand_for_prefill=False)
         finally:
             del q, k, v
             self._release()
