@@ -8,11 +8,11 @@ request will generate, so the "known tokens" at any moment are ``tokens[:num_pro
 from __future__ import annotations
 
 import enum
-from typing import Protocol
+from typing import Final, Protocol
 
 import numpy as np
 
-UNSET = -1  # timestamp not reached yet
+UNSET: Final = -1  # timestamp not reached yet
 
 
 class RequestStatus(enum.IntEnum):

@@ -17,8 +17,12 @@ class LinearLatency(LatencyModel):
 
     name = "test-linear"
 
-    def __init__(self, b0=1000, b1=10, b2=1, a0=0, a2=0, a1=0):
+    def __init__(self, b0=1000, b1=10, b2=1, a0=0, a2=0, a1=0, cheap=False):
         self.b0, self.b1, self.b2, self.a0, self.a2, self.a1 = b0, b1, b2, a0, a2, a1
+        self.cheap = cheap  # True: skip-ahead prices every decode step instead of using its memo
+
+    def decode_is_cheap(self):
+        return self.cheap
 
     def step_time(self, step):
         return self.b0 + self.b1 * step.num_prefill_tokens + self.b2 * step.num_decodes

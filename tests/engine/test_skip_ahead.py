@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -36,16 +36,17 @@ def _state(sim):
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(reqs=workloads(), engine=engines, n_inst=st.integers(1, 3), a2=st.integers(0, 50),
        horizon=st.sampled_from([2**63 - 1, 5_000, 20_000, 60_000]), b2=st.integers(0, 40),
-       a1=st.sampled_from([0, 0, 3]))
-def test_skip_ahead_equals_single_stepping(reqs, engine, n_inst, a2, horizon, b2, a1):
+       a1=st.sampled_from([0, 0, 3]), cheap=st.booleans())
+def test_skip_ahead_equals_single_stepping(reqs, engine, n_inst, a2, horizon, b2, a1, cheap):
     # a1 > 0: a later arrival with a shorter prompt reaches the waiting queue first (found by the vLLM oracle)
-    latency = LinearLatency(b0=700, b1=5, b2=b2, a0=11, a2=a2, a1=a1)
+    latency = LinearLatency(b0=700, b1=5, b2=b2, a0=11, a2=a2, a1=a1, cheap=cheap)
     single = simulate(fresh(reqs), engine, latency, n_inst, horizon, skip_ahead=False)
     fast = simulate(fresh(reqs), engine, latency, n_inst, horizon, skip_ahead=True)
     assert _state(fast) == _state(single)
 
 
-def test_long_decode_stretch_crosses_many_blocks():
+@pytest.mark.parametrize("cheap", [False, True], ids=["memo", "priced-each-step"])
+def test_long_decode_stretch_crosses_many_blocks(cheap):
     """Two long decodes with a context-dependent step time: the stretch crosses block boundaries in bulk."""
 
     class ContextLatency(LinearLatency):
@@ -57,10 +58,11 @@ def test_long_decode_stretch_crosses_many_blocks():
 
     reqs = [make_request(0, 0, range(10), range(100, 400)), make_request(1, 50, range(5, 30), range(500, 700))]
     engine = EngineConfig(block_size_in_tokens=16, total_kv_blocks=64)
-    single = simulate(fresh(reqs), engine, ContextLatency(), skip_ahead=False)
-    fast = simulate(fresh(reqs), engine, ContextLatency(), skip_ahead=True)
+    single = simulate(fresh(reqs), engine, ContextLatency(cheap=cheap), skip_ahead=False)
+    fast = simulate(fresh(reqs), engine, ContextLatency(cheap=cheap), skip_ahead=True)
     assert _state(fast) == _state(single)
     assert len(fast.instances[0].steps) < len(single.instances[0].steps) / 20
+    assert bool(fast.instances[0].decode_memo) != cheap  # the memo is used exactly when the model is not cheap
 
 
 def test_stretch_stops_where_a_new_key_lets_the_waiting_head_in():

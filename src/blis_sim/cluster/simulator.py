@@ -11,14 +11,17 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from itertools import count, islice
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Final, Iterable, Iterator
 
 from ..engine.instance import Instance
 from ..request import Request, RequestStatus
 from .policies import Snapshot
 
-ADMISSION, ROUTING, ENQUEUE, STEP = 1, 2, 3, 4
-NEVER = 2**63  # later than any tick
+ADMISSION: Final = 1  # event classes: same-tick events run in this order
+ROUTING: Final = 2
+ENQUEUE: Final = 3
+STEP: Final = 4
+NEVER: Final = 2**63  # later than any tick
 
 
 class ClusterSimulator:

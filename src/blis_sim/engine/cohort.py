@@ -18,10 +18,11 @@ from __future__ import annotations
 import heapq
 from bisect import insort
 from operator import attrgetter
+from typing import Final
 
 from ..request import Request
 
-by_seq = attrgetter("seq")
+by_seq: Final = attrgetter("seq")
 
 
 class DecodeCohort:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from itertools import accumulate
-from typing import TYPE_CHECKING
+from typing import Final, TYPE_CHECKING
 
 import numpy as np
 
@@ -20,7 +20,7 @@ from .step import NEVER, StepRecord
 if TYPE_CHECKING:
     from .instance import Instance
 
-MEMO_LIMIT = 1 << 18  # decode durations remembered per instance (about 25 MB at most)
+MEMO_LIMIT: Final = 1 << 18  # decode durations remembered per instance (about 25 MB at most)
 
 
 def form_fast(inst: Instance, now: int) -> StepRecord:
@@ -146,14 +146,15 @@ def skip_ahead(inst: Instance, step: StepRecord, end: int, bound: int) -> int:
     j = 0  # boundaries processed so far; the one at ``boundary`` ends step j
     boundary = end
     prev = step.start
+    d_last = end - prev  # duration of the last step priced (the same batch at a smaller context)
     while j < last and boundary < bound:
-        # Durations of steps j+1 .. j+m in one chunk; m covers every step that can end before ``bound``
-        # (durations never shrink as contexts grow; if a model's did, the loop takes another chunk) or up to
-        # the first completion.
-        d_next = decode_durations(inst, B, base_sum + (j + 1) * B, 1)[0]
+        # Durations of steps j+1 .. j+m in one chunk; m covers every step that can end before ``bound`` or up to
+        # the first completion: durations never shrink as contexts grow, so the last one sizes the chunk (an
+        # over-estimate only prices steps the bisection below leaves out; if a model's durations did shrink,
+        # the loop takes another chunk).
         m = last - j
         if bound < NEVER:
-            m = min(m, (bound - boundary) // max(d_next, 1) + 1)
+            m = min(m, (bound - boundary) // max(d_last, 1) + 1)
         durations = decode_durations(inst, B, base_sum + B * (j + 1), m)
         # bounds[i] = end of step j + i: bounds[0] is ``boundary``; the first n of them (< bound) are processed
         bounds = list(accumulate(durations, initial=boundary))
@@ -194,9 +195,21 @@ def skip_ahead(inst: Instance, step: StepRecord, end: int, bound: int) -> int:
         else:
             v = boundary - prev + a2
             itl[v] = itl.get(v, 0) + B
-        for v in durations[: n - 1]:
-            v += a2
-            itl[v] = itl.get(v, 0) + B
+        # the intervals closed by the other n - 1 boundaries, a run of equal durations at a time
+        run_d, run_n = 0, 0
+        for i in range(n - 1):
+            d = durations[i]
+            if d == run_d:
+                run_n += B
+                continue
+            if run_n:
+                v = run_d + a2
+                itl[v] = itl.get(v, 0) + run_n
+            run_d, run_n = d, B
+        if run_n:
+            v = run_d + a2
+            itl[v] = itl.get(v, 0) + run_n
+        d_last = durations[n - 1]
         prev = bounds[n - 1]
         boundary = bounds[n]
         j += n
@@ -226,26 +239,33 @@ def _registers_a_key(fillers: list[Request]) -> bool:
 def decode_durations(inst: Instance, num_decodes: int, first_sum: int, m: int) -> list[int]:
     """Durations of ``m`` consecutive decode-only steps whose context sums start at ``first_sum``.
 
-    Long runs go through the model's vectorised path; short ones through a memo of the model's (pure)
-    ``decode_step_time``: batch sizes and context sums recur across a run, so most lookups hit.
+    Long runs go through the model's vectorised path; short ones call a compiled model's ``decode_step_time``
+    for each step, or look an interpreted model's (pure) values up in a memo: batch sizes and context sums
+    recur across a run, so most lookups hit.
     """
+    latency = inst.latency
     if m > 32:
-        vectorised = getattr(inst.latency, "decode_step_times", None)
+        vectorised = getattr(latency, "decode_step_times", None)
         if vectorised is not None:
             sums = first_sum + num_decodes * np.arange(m, dtype=np.int64)
             return vectorised(num_decodes, sums).tolist()
+    out: list[int] = []
+    if inst.price_each_decode:
+        s = first_sum
+        for _ in range(m):
+            out.append(latency.decode_step_time(num_decodes, s))
+            s += num_decodes
+        return out
     memo = inst.decode_memo
     if len(memo) > MEMO_LIMIT:
         memo.clear()
-    f = inst.latency.decode_step_time
     stride = inst.memo_stride
     key = first_sum * stride + num_decodes  # (context sum, batch size) in one int
     step = num_decodes * stride
-    out = []
     for _ in range(m):
         v = memo.get(key)
         if v is None:
-            v = memo[key] = f(num_decodes, key // stride)
+            v = memo[key] = latency.decode_step_time(num_decodes, key // stride)
         out.append(v)
         key += step
     return out

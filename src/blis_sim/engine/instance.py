@@ -53,6 +53,7 @@ class Instance:
         "cohort",
         "decode_memo",
         "memo_stride",
+        "price_each_decode",
     )
 
     def __init__(
@@ -85,6 +86,7 @@ class Instance:
         # and engine settings may share one (the model is a pure function)
         self.decode_memo: dict[int, int] = {} if decode_memo is None else decode_memo
         self.memo_stride = cfg.max_num_running_reqs + 1
+        self.price_each_decode = latency.decode_is_cheap()  # a compiled model: cheaper to call than to look up
 
     # -- ENQUEUE ----------------------------------------------------------------------------------------------
     def enqueue(self, req: Request, now: int) -> bool:

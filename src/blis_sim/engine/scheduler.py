@@ -9,14 +9,15 @@ waiting request is admitted in the same pass.
 from __future__ import annotations
 
 from collections import deque
+from typing import Final
 
 from ..config import EngineConfig
 from ..kv.cache import KVCacheManager
 from ..request import Request, RequestStatus
 from .step import StepRecord
 
-_WAITING = RequestStatus.WAITING
-_RUNNING = RequestStatus.RUNNING
+_WAITING: Final = RequestStatus.WAITING
+_RUNNING: Final = RequestStatus.RUNNING
 
 
 class Scheduler:

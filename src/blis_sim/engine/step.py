@@ -6,9 +6,11 @@ Deciding (``Scheduler.schedule``) and applying (``Instance.apply``) stay separat
 
 from __future__ import annotations
 
+from typing import Final
+
 from ..request import Request
 
-NEVER = 2**63  # a tick no event reaches
+NEVER: Final = 2**63  # a tick no event reaches
 
 
 class StepRecord:

@@ -11,7 +11,9 @@ first-out), so the first one met is the stale one.
 
 from __future__ import annotations
 
-COMPACT_AT = 4096  # entries consumed from the head of ``released`` before the list is compacted
+from typing import Final
+
+COMPACT_AT: Final = 4096  # entries consumed from the head of ``released`` before the list is compacted
 
 
 class BlockPool:

@@ -17,12 +17,14 @@ at once, for every key that any lookup can ask for.
 
 from __future__ import annotations
 
+from typing import Final
+
 from xxhash import xxh3_128
 
 from ..request import Request
 from .block_pool import BlockPool
 
-MIN_DEFERRED_BLOCK = 8  # tokens per block from which independent random requests never share a block (135 bits)
+MIN_DEFERRED_BLOCK: Final = 8  # tokens per block from which independent random requests never share a block (135 bits)
 
 
 class KVCacheManager:

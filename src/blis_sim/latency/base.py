@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Final
 
 from mypy_extensions import mypyc_attr
 
@@ -44,6 +45,16 @@ class LatencyModel:
         """Plain-data summary (model kind and its coefficients) for logs and the results file."""
         raise NotImplementedError
 
+    def decode_is_cheap(self) -> bool:
+        """Whether ``decode_step_time`` costs less than a dictionary lookup (a compiled model): decode skip-ahead
+        then calls it for every step instead of remembering its values."""
+        return False
+
+
+def compiled(module_file: str) -> bool:
+    """Whether the module whose ``__file__`` this is runs compiled (mypyc builds a shared library per module)."""
+    return module_file.endswith((".so", ".pyd"))
+
 
 @mypyc_attr(allow_interpreted_subclasses=True)  # roofline v2 is not compiled
 class AlphaOverheads(LatencyModel):
@@ -67,7 +78,7 @@ class AlphaOverheads(LatencyModel):
         return self._out
 
 
-_LOG2_HALF: list[float] = [0.0, 0.0, 0.0]  # log2(r / 2) by batch size r > 2, filled on first use (same values)
+_LOG2_HALF: Final[list[float]] = [0.0, 0.0, 0.0]  # log2(r / 2) by batch size r > 2, filled on first use (same values)
 
 
 def step_overhead_us(base_us: float, num_requests: int, num_decodes: int) -> float:

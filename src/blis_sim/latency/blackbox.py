@@ -8,11 +8,14 @@ prompt length. The coefficients come from a fitted defaults row or from the flag
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 import numpy as np
 
 from ..engine.step import StepRecord
-from .base import AlphaOverheads
+from .base import AlphaOverheads, compiled
+
+_COMPILED: Final = compiled(__file__)
 
 
 class BlackboxModel(AlphaOverheads):
@@ -37,6 +40,9 @@ class BlackboxModel(AlphaOverheads):
     def decode_step_times(self, num_decodes: int, context_sums: np.ndarray) -> np.ndarray:
         """``decode_step_time`` for many context sums at once (it does not depend on them here)."""
         return np.full(len(context_sums), self.decode_step_time(num_decodes, 0), dtype=np.int64)
+
+    def decode_is_cheap(self) -> bool:
+        return _COMPILED
 
     def describe(self) -> dict:
         return {"kind": self.name, "alpha_coeffs": list(self.alpha), "beta_coeffs": list(self.beta)}

@@ -28,20 +28,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Final
 
 import numpy as np
 
 from ..engine.step import StepRecord
 from ..errors import InputError
-from .base import AlphaOverheads, step_overhead_us
+from .base import AlphaOverheads, compiled, step_overhead_us
 from .hf_config import ModelConfig
 from .hardware import HardwareCalib
 
 # Tuning constants of the reference (§2.3, §3.2, §6), named for what they scale.
-KV_READ_DECODE = 0.80  # share of the cached KV actually read when n = 1
-KV_READ_PREFILL = 0.92  # ... when n != 1
-ACT_DECODE = 0.75  # activation traffic factor when n = 1
-ACT_PREFILL = 0.85  # ... when n != 1
+KV_READ_DECODE: Final = 0.80  # share of the cached KV actually read when n = 1
+KV_READ_PREFILL: Final = 0.92  # ... when n != 1
+ACT_DECODE: Final = 0.75  # activation traffic factor when n = 1
+ACT_PREFILL: Final = 0.85  # ... when n != 1
+_COMPILED: Final = compiled(__file__)
 
 
 class RooflineV1(AlphaOverheads):
@@ -233,6 +235,9 @@ class RooflineV1(AlphaOverheads):
         comm = self._comm + self._comm_per_token * (prefill_tokens + num_decodes) if self._comm_per_token \
             else self._comm
         return math.floor((hw_time + comm + o_step / 1e6 + o_req / 1e6) * 1e6 + 0.5)
+
+    def decode_is_cheap(self) -> bool:
+        return _COMPILED
 
     def describe(self) -> dict:
         return {

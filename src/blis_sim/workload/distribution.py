@@ -16,7 +16,7 @@ import math
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Final, TYPE_CHECKING
 
 import numpy as np
 
@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("blis_sim")
 
-TOKEN_ID_BOUND = 128_000  # synthetic token IDs are uniform in [0, TOKEN_ID_BOUND)
-MAX_TOKEN_LENGTH = 1_048_576  # every sampled length is clamped to this (ENGINE.md §2)
+TOKEN_ID_BOUND: Final = 128_000  # synthetic token IDs are uniform in [0, TOKEN_ID_BOUND)
+MAX_TOKEN_LENGTH: Final = 1_048_576  # every sampled length is clamped to this (ENGINE.md §2)
 ARRIVAL_PROCESSES = ("constant", "poisson")
 
 STREAM_ARRIVAL = "workload/arrival"
@@ -126,9 +126,9 @@ def _check(params: DistributionParams) -> None:
 # Requests are produced in chunks: the arrivals of up to _CHUNK_REQUESTS requests, then their lengths, then their
 # token IDs in blocks of about _CHUNK_TOKENS, then the requests one by one. Chunks keep memory small and make taking
 # the first few requests of a huge workload quick, while numpy's per-call overhead is paid once per chunk.
-_CHUNK_REQUESTS = 512
-_CHUNK_TOKENS = 1 << 20
-_INF = math.inf
+_CHUNK_REQUESTS: Final = 512
+_CHUNK_TOKENS: Final = 1 << 20
+_INF: Final = math.inf
 
 
 def _probe_batched_draws_are_exact() -> bool:
