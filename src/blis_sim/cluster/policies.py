@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mypy_extensions import mypyc_attr
+
 from ..request import Request
 
 
@@ -26,20 +28,51 @@ class Snapshot:
         return self.queue_depth + self.batch_size + self.pending_requests
 
 
-class AlwaysAdmit:
-    needs_snapshots = False
-    admits_everything = True  # lets the cluster predict where upcoming arrivals go
+@mypyc_attr(allow_interpreted_subclasses=True)
+class AdmissionPolicy:
+    """Decides whether an arriving request enters the cluster. A compiled base class, so that the compiled cluster
+    loop calls a policy directly; policies written in Python subclass it too."""
+
+    def __init__(self) -> None:
+        self.needs_snapshots = False  # the cluster builds instance snapshots only for policies that read them
+        self.admits_everything = False  # True lets the cluster predict where upcoming arrivals go
+
+    def admit(self, req: Request, snapshots: list[Snapshot] | None, now: int) -> tuple[bool, str]:
+        """(admitted, reason for a rejection)."""
+        raise NotImplementedError
+
+
+@mypyc_attr(allow_interpreted_subclasses=True)
+class RoutingPolicy:
+    """Picks the instance of an admitted request (its index in the cluster)."""
+
+    def __init__(self) -> None:
+        self.needs_snapshots = False
+        self.predictable = False  # True: upcoming_index says where the next requests go, from the order alone
+
+    def choose(self, req: Request, snapshots: list[Snapshot] | None) -> int:
+        raise NotImplementedError
+
+    def upcoming_index(self, instance: int) -> int:
+        """Which of the next routed requests (0 = the very next) will go to ``instance`` (predictable policies)."""
+        raise NotImplementedError
+
+
+class AlwaysAdmit(AdmissionPolicy):
+    def __init__(self) -> None:
+        super().__init__()
+        self.admits_everything = True
 
     def admit(self, req: Request, snapshots: list[Snapshot] | None, now: int) -> tuple[bool, str]:
         return True, ""
 
 
-class RoundRobin:
+class RoundRobin(RoutingPolicy):
     """target = (number of requests routed so far) mod N."""
 
-    needs_snapshots = False
-
     def __init__(self, num_instances: int) -> None:
+        super().__init__()
+        self.predictable = True
         self.num_instances = num_instances
         self.counter = 0
 
@@ -49,7 +82,6 @@ class RoundRobin:
         return target
 
     def upcoming_index(self, instance: int) -> int:
-        """Which of the next routed requests (0 = the very next) will go to ``instance``."""
         return (instance - self.counter) % self.num_instances
 
 

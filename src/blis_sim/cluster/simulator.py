@@ -15,7 +15,7 @@ from typing import Callable, Final, Iterable, Iterator
 
 from ..engine.instance import Instance
 from ..request import Request, RequestStatus
-from .policies import Snapshot
+from .policies import AdmissionPolicy, RoutingPolicy, Snapshot
 
 ADMISSION: Final = 1  # event classes: same-tick events run in this order
 ROUTING: Final = 2
@@ -28,8 +28,8 @@ class ClusterSimulator:
     def __init__(
         self,
         instances: list[Instance],
-        admission,
-        routing,
+        admission: AdmissionPolicy,
+        routing: RoutingPolicy,
         admission_latency: int,
         routing_latency: int,
         horizon: int,
@@ -81,7 +81,7 @@ class ClusterSimulator:
         # Upcoming arrivals, looked ahead far enough to know the next one of every instance when routing is
         # predictable (round-robin after always-admit): an instance may then advance past arrivals that go
         # elsewhere. Otherwise one is enough.
-        predictable = getattr(self.admission, "admits_everything", False) and hasattr(self.routing, "upcoming_index")
+        predictable = self.admission.admits_everything and self.routing.predictable
         lookahead = len(self.instances) if predictable else 1
         upcoming: deque[Request] = deque(islice(arrivals, lookahead))
         events = 0

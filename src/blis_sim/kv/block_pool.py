@@ -51,13 +51,17 @@ class BlockPool:
         self.ref_cnt[block] = 1
         old = self.key[block]
         if old is not None:
-            self.key[block] = None
-            holders = self.index[old]
-            if len(holders) == 1:
-                del self.index[old]
-            else:
-                holders.remove(block)
+            self._evict(block, old)
         return block
+
+    def _evict(self, block: int, old: int) -> None:
+        """Drop the prefix key ``old`` of a cached free block that is being reused."""
+        self.key[block] = None
+        holders = self.index[old]
+        if len(holders) == 1:
+            del self.index[old]
+        else:
+            holders.remove(block)
 
     def _pop_released(self) -> int:
         released = self.released
@@ -78,7 +82,8 @@ class BlockPool:
             del self.stale[block]
 
     def take_many(self, n: int) -> list[int]:
-        """``n`` blocks from the head of the free queue, in order (untouched ids first, in one slice)."""
+        """``n`` blocks from the head of the free queue, in order: untouched ids first, then released blocks in
+        one slice of the queue (the caller checked that ``n`` are free)."""
         start = self.num_touched
         fresh = min(n, self.num_blocks - start)
         if fresh:
@@ -87,9 +92,35 @@ class BlockPool:
             self.key.extend([None] * fresh)
             self.num_used += fresh
         out = list(range(start, start + fresh))
-        for _ in range(n - fresh):
-            out.append(self.take())
-        return out
+        rest = n - fresh
+        if not rest:
+            return out
+        if self.stale:  # stale entries to skip: one at a time
+            for _ in range(rest):
+                out.append(self.take())
+            return out
+        # Every untouched id is taken, so the queue holds exactly the free blocks. A slice moves the block
+        # objects as they are, where taking them one by one would unbox and rebox each.
+        released = self.released
+        pos = self.head_pos
+        end = pos + rest
+        taken = released[pos:end]
+        self.num_used += rest
+        ref_cnt = self.ref_cnt
+        key = self.key
+        for block in taken:
+            ref_cnt[block] = 1
+            old = key[block]
+            if old is not None:
+                self._evict(block, old)
+        if end >= COMPACT_AT and 2 * end >= len(released):
+            del released[:end]
+            end = 0
+        self.head_pos = end
+        if fresh:
+            out.extend(taken)
+            return out
+        return taken
 
     def revive(self, block: int) -> None:
         """Share a cached block found by a prefix lookup (it may be free: then it leaves the free queue)."""
@@ -101,15 +132,20 @@ class BlockPool:
     def release(self, blocks: list[int]) -> None:
         """Drop one reference on each block, last block first, so a request's tail is reused first (§8.5)."""
         ref_cnt = self.ref_cnt
-        released = self.released
-        freed = 0
-        for block in reversed(blocks):
+        order = blocks[::-1]  # a request holds a block once
+        shared = False
+        for block in order:
             n = ref_cnt[block] - 1
             ref_cnt[block] = n
-            if not n:
-                released.append(block)
-                freed += 1
-        self.num_used -= freed
+            if n:
+                shared = True
+        if not shared:  # the usual case: all of them are free now, and join the queue as they are (no reboxing)
+            self.released.extend(order)
+            self.num_used -= len(order)
+            return
+        freed = [block for block in order if not ref_cnt[block]]
+        self.released.extend(freed)
+        self.num_used -= len(freed)
 
     def free_queue(self) -> list[int]:
         """The released blocks in the order they will be reused (untouched ids come before all of them)."""
