@@ -100,10 +100,11 @@ class CheckedInstance(Instance):
 
 
 def simulate(requests, engine: EngineConfig, latency=None, num_instances=1, horizon=2**63 - 1, checked=True,
-             skip_ahead=True):
+             skip_ahead=True, admission=None):
     latency = latency or LinearLatency()
     cls = CheckedInstance if checked else Instance
     instances = [cls(i, engine, engine.total_kv_blocks, latency, skip_ahead) for i in range(num_instances)]
-    sim = ClusterSimulator(instances, AlwaysAdmit(), RoundRobin(num_instances), 0, 0, horizon, keep_routed=True)
+    sim = ClusterSimulator(instances, admission or AlwaysAdmit(), RoundRobin(num_instances), 0, 0, horizon,
+                           keep_routed=True)
     sim.run(sorted(requests, key=lambda r: (r.arrival, r.index)))
     return sim

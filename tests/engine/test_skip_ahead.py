@@ -6,6 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from blis_sim.cluster.policies import AdmissionPolicy
 from blis_sim.config import EngineConfig
 
 from harness import LinearLatency, fresh, make_request, simulate
@@ -43,6 +44,31 @@ def test_skip_ahead_equals_single_stepping(reqs, engine, n_inst, a2, horizon, b2
     single = simulate(fresh(reqs), engine, latency, n_inst, horizon, skip_ahead=False)
     fast = simulate(fresh(reqs), engine, latency, n_inst, horizon, skip_ahead=True)
     assert _state(fast) == _state(single)
+
+
+class SnapshotReadingAdmit(AdmissionPolicy):
+    """Admits everything, but asks for snapshots: the cluster then queues admissions as events."""
+
+    def __init__(self):
+        super().__init__()
+        self.needs_snapshots = True
+        self.admits_everything = True
+
+    def admit(self, req, snapshots, now):
+        assert len(snapshots) >= 1
+        return True, ""
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(reqs=workloads(), engine=engines, n_inst=st.integers(1, 3), horizon=st.sampled_from([2**63 - 1, 20_000]))
+def test_admitting_at_the_arrival_equals_admission_events(reqs, engine, n_inst, horizon):
+    """Without latencies the cluster admits and routes an arrival at once (no heap events); same-tick arrivals
+    (the workloads have them) must come out exactly as with queued admission events."""
+    latency = LinearLatency(b0=700, b1=5, b2=3, a0=11, a2=7)
+    queued = simulate(fresh(reqs), engine, latency, n_inst, horizon, admission=SnapshotReadingAdmit())
+    at_once = simulate(fresh(reqs), engine, latency, n_inst, horizon)
+    assert _state(at_once) == _state(queued)
+    assert [r.index for r in at_once.routed] == [r.index for r in queued.routed]
 
 
 @pytest.mark.parametrize("cheap", [False, True], ids=["memo", "priced-each-step"])

@@ -7,8 +7,6 @@ the cohort only changes how much work a step costs, never what it decides.
 
 from __future__ import annotations
 
-from bisect import bisect_left
-from itertools import accumulate
 from typing import Final, TYPE_CHECKING
 
 import numpy as np
@@ -150,15 +148,20 @@ def skip_ahead(inst: Instance, step: StepRecord, end: int, bound: int) -> int:
     while j < last and boundary < bound:
         # Durations of steps j+1 .. j+m in one chunk; m covers every step that can end before ``bound`` or up to
         # the first completion: durations never shrink as contexts grow, so the last one sizes the chunk (an
-        # over-estimate only prices steps the bisection below leaves out; if a model's durations did shrink,
+        # over-estimate only prices steps the loop below leaves out; if a model's durations did shrink,
         # the loop takes another chunk).
         m = last - j
         if bound < NEVER:
             m = min(m, (bound - boundary) // max(d_last, 1) + 1)
         durations = decode_durations(inst, B, base_sum + B * (j + 1), m)
-        # bounds[i] = end of step j + i: bounds[0] is ``boundary``; the first n of them (< bound) are processed
-        bounds = list(accumulate(durations, initial=boundary))
-        n = min(bisect_left(bounds, bound, 0, m), last - j)  # bounds never decrease
+        # The boundaries from ``boundary`` on, each the previous one plus a duration, that lie before ``bound``
+        # (at most m, and none past the first completion): the first n are processed.
+        n = 0
+        cap = min(m, last - j)
+        t = boundary
+        while n < cap and t < bound:
+            t += durations[n]
+            n += 1
         # KV events of the formations that follow those boundaries, in single-stepping order; the formation
         # after boundary j + i is at level level0 + j + i + 1.
         phase = (-(level0 + j + 1)) % bs  # bucket of the takers at the first formation; fillers one below
@@ -197,8 +200,10 @@ def skip_ahead(inst: Instance, step: StepRecord, end: int, bound: int) -> int:
             itl[v] = itl.get(v, 0) + B
         # the intervals closed by the other n - 1 boundaries, a run of equal durations at a time
         run_d, run_n = 0, 0
+        elapsed = 0
         for i in range(n - 1):
             d = durations[i]
+            elapsed += d
             if d == run_d:
                 run_n += B
                 continue
@@ -210,8 +215,8 @@ def skip_ahead(inst: Instance, step: StepRecord, end: int, bound: int) -> int:
             v = run_d + a2
             itl[v] = itl.get(v, 0) + run_n
         d_last = durations[n - 1]
-        prev = bounds[n - 1]
-        boundary = bounds[n]
+        prev = boundary + elapsed  # the n-th boundary processed, where the last step formed starts
+        boundary = prev + d_last  # and where it ends
         j += n
         if n < len(durations):
             break
