@@ -229,7 +229,10 @@ def skip_ahead(inst: Instance, step: StepRecord, end: int, bound: int) -> int:
         stats.hol_sum += j * len(inst.scheduler.waiting)
         stats.hol_steps += j
         stats.last_event_time = prev
-        step = StepRecord.cohort_only(prev, B, level0 + j, base_sum + j * B)
+        # the in-flight step is the cohort one level up: the same record, moved (it holds no request lists)
+        step.start = step.end = prev
+        step.cohort_level = level0 + j
+        step.decode_context_sum = base_sum + j * B
     inst.in_flight = step
     return boundary
 

@@ -67,13 +67,3 @@ class StepRecord:
         step.num_decodes = len(decodes)
         step.decode_context_sum = sum(decodes)
         return step
-
-    @classmethod
-    def cohort_only(cls, start: int, size: int, level: int, context_sum: int) -> "StepRecord":
-        """A step in which the decode cohort, and nothing else, decodes one token per member."""
-        step = cls(start)
-        step.num_decodes = size
-        step.decode_context_sum = context_sum
-        step.cohort_size = size
-        step.cohort_level = level
-        return step

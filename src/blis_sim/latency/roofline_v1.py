@@ -46,6 +46,21 @@ ACT_PREFILL: Final = 0.85  # ... when n != 1
 _COMPILED: Final = compiled(__file__)
 
 
+class _DecodeTerms:
+    """The parts of a decode-only step's time that depend on its batch size alone (``decode_step_time``)."""
+
+    __slots__ = ("gemm_s", "weights", "fixed_bytes", "memory_s", "comm_s", "o_step_s")
+
+    def __init__(self, gemm_s: float, weights: float, fixed_bytes: float, memory_s: float, comm_s: float,
+                 o_step_s: float) -> None:
+        self.gemm_s = gemm_s  # GEMM time: FLOPs / rate
+        self.weights = weights  # weight bytes read (the experts touched, with moeExperts)
+        self.fixed_bytes = fixed_bytes  # activation and KV-write bytes
+        self.memory_s = memory_s  # with decodeKvBwEff: the memory time outside the KV read
+        self.comm_s = comm_s  # TP all-reduce time
+        self.o_step_s = o_step_s  # per-step overhead
+
+
 class RooflineV1(AlphaOverheads):
     """Roofline v1 latency model for one (model, GPU, tp). Call ``hw.check_v1()`` first (``resolve_latency`` does)."""
 
@@ -110,6 +125,7 @@ class RooflineV1(AlphaOverheads):
                                    + Lm * (2 * D * E + 2 * 3 * D * (k * Fe + Fs)))
             self._pre_weights = self.weight_bytes / tp
             self._dec_weights = self.weight_bytes / self._tp_dec
+        self._decode_terms: list[_DecodeTerms | None] = []  # by batch size, filled on first use
 
     # ---------------------------------------------------------------- per-request building blocks (§2.2, §2.3)
     def request_flops(self, p: int, n: int) -> tuple[float, float]:
@@ -208,9 +224,41 @@ class RooflineV1(AlphaOverheads):
         return self._total(hw_time, num_prefills + num_decodes, num_decodes, o_req, step.num_prefill_tokens)
 
     def decode_step_time(self, num_decodes: int, context_sum: int) -> int:
-        """``step_time`` of a decode-only step: what decode skip-ahead asks for each step it advances."""
-        hw_time = self.decode_time(num_decodes, context_sum) if num_decodes else 0.0  # empty: round(Ostep), §6
-        return self._total(hw_time, num_decodes, num_decodes, 0.0)
+        """``step_time`` of a decode-only step: what decode skip-ahead asks for each step it advances. The terms
+        that depend on the batch size alone come from ``_decode_terms``; the float operations and their order
+        are those of ``decode_time`` and ``_total``, so the result is the same to the last bit."""
+        if not num_decodes:
+            return self._total(0.0, 0, 0, 0.0)  # an empty batch: round(Ostep), §6
+        terms = self._decode_terms[num_decodes] if num_decodes < len(self._decode_terms) else None
+        if terms is None:
+            terms = self._new_decode_terms(num_decodes)
+        td = self._tp_dec
+        compute = terms.gemm_s + self.attn_per_nc * context_sum / td / self._vec_flops
+        kv_bw = self._kv_bw
+        if kv_bw is None:
+            memory = (terms.weights + (terms.fixed_bytes + self._dec_bytes_per_ctx * context_sum) / td) / self._dec_bw
+        else:
+            memory = terms.memory_s + self._dec_bytes_per_ctx * context_sum / td / kv_bw
+        hw_time = compute if compute > memory else memory
+        return math.floor((hw_time + terms.comm_s + terms.o_step_s + 0.0 / 1e6) * 1e6 + 0.5)
+
+    def _new_decode_terms(self, num_decodes: int) -> "_DecodeTerms":
+        td = self._tp_dec
+        weights = self._dec_weights if self._moe is None else self._moe_weights(num_decodes) / td
+        comm = self._comm + self._comm_per_token * num_decodes if self._comm_per_token else self._comm
+        terms = _DecodeTerms(
+            gemm_s=self.gemm_per_token * num_decodes / td / self._dec_gemm_rate,
+            weights=weights,
+            fixed_bytes=self._dec_bytes_fixed * num_decodes,
+            memory_s=(weights + self._dec_bytes_fixed * num_decodes / td) / self._dec_bw,
+            comm_s=comm,
+            o_step_s=step_overhead_us(self._o_step, num_decodes, num_decodes) / 1e6,
+        )
+        table = self._decode_terms
+        while len(table) <= num_decodes:
+            table.append(None)
+        table[num_decodes] = terms
+        return terms
 
     def decode_step_times(self, num_decodes: int, context_sums: np.ndarray) -> np.ndarray:
         """``decode_step_time`` for an int64 array of context sums: the same float64 operations in the same
