@@ -11,6 +11,7 @@ from typing import Final, TYPE_CHECKING
 
 import numpy as np
 
+from ..metrics.histogram import add_count
 from ..request import Request
 from .cohort import by_seq
 from .step import NEVER, StepRecord
@@ -189,15 +190,15 @@ def skip_ahead(inst: Instance, step: StepRecord, end: int, bound: int) -> int:
             newcomers = cohort.newcomers
             for r in newcomers:
                 v = boundary - r.last_token + a2
-                itl[v] = itl.get(v, 0) + 1
+                add_count(itl, v, 1)
             rest = B - len(newcomers)
             newcomers.clear()
             if rest:
                 v = boundary - cohort.last_emit + a2
-                itl[v] = itl.get(v, 0) + rest
+                add_count(itl, v, rest)
         else:
             v = boundary - prev + a2
-            itl[v] = itl.get(v, 0) + B
+            add_count(itl, v, B)
         # the intervals closed by the other n - 1 boundaries, a run of equal durations at a time
         run_d, run_n = 0, 0
         elapsed = 0
@@ -209,11 +210,11 @@ def skip_ahead(inst: Instance, step: StepRecord, end: int, bound: int) -> int:
                 continue
             if run_n:
                 v = run_d + a2
-                itl[v] = itl.get(v, 0) + run_n
+                add_count(itl, v, run_n)
             run_d, run_n = d, B
         if run_n:
             v = run_d + a2
-            itl[v] = itl.get(v, 0) + run_n
+            add_count(itl, v, run_n)
         d_last = durations[n - 1]
         prev = boundary + elapsed  # the n-th boundary processed, where the last step formed starts
         boundary = prev + d_last  # and where it ends
@@ -290,12 +291,12 @@ def apply_cohort(inst: Instance, step: StepRecord, now: int) -> list[Request]:
     newcomers = cohort.newcomers
     for r in newcomers:
         v = now - r.last_token + a2
-        itl[v] = itl.get(v, 0) + 1
+        add_count(itl, v, 1)
     rest = step.cohort_size - len(newcomers)
     newcomers.clear()
     if rest:
         v = now - cohort.last_emit + a2
-        itl[v] = itl.get(v, 0) + rest
+        add_count(itl, v, rest)
     cohort.last_emit = now
     inst.stats.total_output_tokens += step.cohort_size
     for r in finishing:

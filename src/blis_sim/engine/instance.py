@@ -17,6 +17,7 @@ from ..config import EngineConfig
 from ..kv.cache import KVCacheManager
 from ..latency.base import LatencyModel
 from ..metrics.counters import InstanceStats
+from ..metrics.histogram import add_count
 from ..request import Request, RequestStatus
 from .async_loop import step_async
 from .cohort import DecodeCohort, by_seq
@@ -196,7 +197,7 @@ class Instance:
                 stats.ttft.add(req.ttft)
             else:
                 v = now - req.last_token + a2
-                itl[v] = itl.get(v, 0) + 1
+                add_count(itl, v, 1)
             req.last_token = now
             stats.total_output_tokens += 1
             if asynchronous and req.status == RequestStatus.RUNNING:

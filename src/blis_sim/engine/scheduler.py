@@ -13,6 +13,7 @@ from typing import Final
 
 from ..config import EngineConfig
 from ..kv.cache import KVCacheManager
+from ..metrics.histogram import add_count
 from ..request import Request, RequestStatus
 from .step import StepRecord
 
@@ -140,7 +141,7 @@ class Scheduler:
             if req.first_scheduled < 0:
                 req.first_scheduled = start
                 d = start - req.arrival
-                self.scheduling_delays[d] = self.scheduling_delays.get(d, 0) + 1
+                add_count(self.scheduling_delays, d, 1)
             self.record(step, req, k)
             budget -= k
 

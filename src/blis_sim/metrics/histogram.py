@@ -1,13 +1,20 @@
 """Exact statistics of integer-tick series kept as value -> count histograms (ENGINE.md §13.2).
 
 A histogram gives the same mean and percentiles as sorting the full list, in memory bounded by the number of
-distinct values. The hot loop updates ``counts`` directly (``d[v] = d.get(v, 0) + 1``); everything else is here.
+distinct values. The hot loop updates ``counts`` directly, through ``add_count``; everything else is here.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
 from itertools import accumulate
+from typing import Any
+
+
+def add_count(counts: dict[Any, int], value: Any, n: int) -> None:
+    """``counts[value] += n``. The value is boxed once, on the call (the compiled engine would box an ``int`` key
+    for the lookup and again for the store)."""
+    counts[value] = counts.get(value, 0) + n
 
 
 class IntHistogram:
@@ -17,7 +24,7 @@ class IntHistogram:
         self.counts: dict[int, int] = {}
 
     def add(self, value: int, count: int = 1) -> None:
-        self.counts[value] = self.counts.get(value, 0) + count
+        add_count(self.counts, value, count)
 
     def merge(self, other: "IntHistogram") -> None:
         counts = self.counts
