@@ -93,7 +93,8 @@ def _instructions(name: str, scale: float) -> tuple[int, str]:
         cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={os.path.join(tmp, 'out')}"]
         if probe == "compiled":
             cmd.append(f"--toggle-collect={RUN_SYMBOL}")
-        cmd += [os.path.realpath(sys.executable), __file__, "--child", name, "--scale", str(scale)]
+        # sys.executable as it is: resolving a virtual environment's link would leave the environment
+        cmd += [sys.executable, __file__, "--child", name, "--scale", str(scale)]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     found = re.search(r"Collected : (\d+)", out.stderr)
     if found is None:
