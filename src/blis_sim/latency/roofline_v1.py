@@ -175,28 +175,41 @@ class RooflineV1(AlphaOverheads):
         return fixed + per_expert * e * (1.0 - (1.0 - k / e) ** tokens)
 
     def decode_time(self, num_decodes: int, context_sum: int) -> float:
-        """tD in seconds for ``num_decodes`` decodes whose contexts sum to ``context_sum`` (§3.1)."""
-        td = self._tp_dec
-        gemm = self.gemm_per_token * num_decodes / td
-        attn = self.attn_per_nc * context_sum / td
-        compute = gemm / self._dec_gemm_rate + attn / self._vec_flops
-        if self._moe is None and self._kv_bw is None:  # the reference's arithmetic
-            dyn = (self._dec_bytes_fixed * num_decodes + self._dec_bytes_per_ctx * context_sum) / td
-            memory = (self._dec_weights + dyn) / self._dec_bw
-        else:
-            memory = self._dec_memory(num_decodes, context_sum)
-        return compute if compute > memory else memory
+        """tD in seconds for ``num_decodes`` > 0 decodes whose contexts sum to ``context_sum`` (§3.1). The terms
+        that depend on the batch size alone come from a per-size table (``_DecodeTerms``), computed with the same
+        float operations in the same order as the whole formula, so the values are those of the reference's."""
+        return self._decode_hw_time(self._decode_terms_of(num_decodes), context_sum)
 
-    def _dec_memory(self, num_decodes: int, context_sum: int) -> float:
-        """Decode memory time with the added terms (``moeExperts``, ``decodeKvBwEff``)."""
+    def _decode_hw_time(self, terms: "_DecodeTerms", context_sum: int) -> float:
         td = self._tp_dec
-        weights = self._dec_weights if self._moe is None else self._moe_weights(num_decodes) / td
+        compute = terms.gemm_s + self.attn_per_nc * context_sum / td / self._vec_flops
         kv_bw = self._kv_bw
         if kv_bw is None:
-            dyn = (self._dec_bytes_fixed * num_decodes + self._dec_bytes_per_ctx * context_sum) / td
-            return (weights + dyn) / self._dec_bw
-        return ((weights + self._dec_bytes_fixed * num_decodes / td) / self._dec_bw
-                + self._dec_bytes_per_ctx * context_sum / td / kv_bw)
+            memory = (terms.weights + (terms.fixed_bytes + self._dec_bytes_per_ctx * context_sum) / td) / self._dec_bw
+        else:  # decodeKvBwEff: the KV read at its own bandwidth
+            memory = terms.memory_s + self._dec_bytes_per_ctx * context_sum / td / kv_bw
+        return compute if compute > memory else memory
+
+    def _decode_terms_of(self, num_decodes: int) -> "_DecodeTerms":
+        table = self._decode_terms
+        terms = table[num_decodes] if num_decodes < len(table) else None
+        if terms is not None:
+            return terms
+        td = self._tp_dec
+        weights = self._dec_weights if self._moe is None else self._moe_weights(num_decodes) / td
+        comm = self._comm + self._comm_per_token * num_decodes if self._comm_per_token else self._comm
+        terms = _DecodeTerms(
+            gemm_s=self.gemm_per_token * num_decodes / td / self._dec_gemm_rate,
+            weights=weights,
+            fixed_bytes=self._dec_bytes_fixed * num_decodes,
+            memory_s=(weights + self._dec_bytes_fixed * num_decodes / td) / self._dec_bw,
+            comm_s=comm,
+            o_step_s=step_overhead_us(self._o_step, num_decodes, num_decodes) / 1e6,
+        )
+        while len(table) <= num_decodes:
+            table.append(None)
+        table[num_decodes] = terms
+        return terms
 
     # ---------------------------------------------------------------- LatencyModel
     def step_time(self, step: StepRecord) -> int:
@@ -224,41 +237,13 @@ class RooflineV1(AlphaOverheads):
         return self._total(hw_time, num_prefills + num_decodes, num_decodes, o_req, step.num_prefill_tokens)
 
     def decode_step_time(self, num_decodes: int, context_sum: int) -> int:
-        """``step_time`` of a decode-only step: what decode skip-ahead asks for each step it advances. The terms
-        that depend on the batch size alone come from ``_decode_terms``; the float operations and their order
-        are those of ``decode_time`` and ``_total``, so the result is the same to the last bit."""
+        """``step_time`` of a decode-only step: what decode skip-ahead asks for each step it advances (``_total``'s
+        float operations, with its batch-size terms from the table)."""
         if not num_decodes:
             return self._total(0.0, 0, 0, 0.0)  # an empty batch: round(Ostep), §6
-        terms = self._decode_terms[num_decodes] if num_decodes < len(self._decode_terms) else None
-        if terms is None:
-            terms = self._new_decode_terms(num_decodes)
-        td = self._tp_dec
-        compute = terms.gemm_s + self.attn_per_nc * context_sum / td / self._vec_flops
-        kv_bw = self._kv_bw
-        if kv_bw is None:
-            memory = (terms.weights + (terms.fixed_bytes + self._dec_bytes_per_ctx * context_sum) / td) / self._dec_bw
-        else:
-            memory = terms.memory_s + self._dec_bytes_per_ctx * context_sum / td / kv_bw
-        hw_time = compute if compute > memory else memory
+        terms = self._decode_terms_of(num_decodes)
+        hw_time = self._decode_hw_time(terms, context_sum)
         return math.floor((hw_time + terms.comm_s + terms.o_step_s + 0.0 / 1e6) * 1e6 + 0.5)
-
-    def _new_decode_terms(self, num_decodes: int) -> "_DecodeTerms":
-        td = self._tp_dec
-        weights = self._dec_weights if self._moe is None else self._moe_weights(num_decodes) / td
-        comm = self._comm + self._comm_per_token * num_decodes if self._comm_per_token else self._comm
-        terms = _DecodeTerms(
-            gemm_s=self.gemm_per_token * num_decodes / td / self._dec_gemm_rate,
-            weights=weights,
-            fixed_bytes=self._dec_bytes_fixed * num_decodes,
-            memory_s=(weights + self._dec_bytes_fixed * num_decodes / td) / self._dec_bw,
-            comm_s=comm,
-            o_step_s=step_overhead_us(self._o_step, num_decodes, num_decodes) / 1e6,
-        )
-        table = self._decode_terms
-        while len(table) <= num_decodes:
-            table.append(None)
-        table[num_decodes] = terms
-        return terms
 
     def decode_step_times(self, num_decodes: int, context_sums: np.ndarray) -> np.ndarray:
         """``decode_step_time`` for an int64 array of context sums: the same float64 operations in the same
