@@ -213,8 +213,63 @@ def test_no_fitted_model_for_other_gpus():
         load("A100-80")
 
 
+def _fit_check(bench_data, output: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "scripts" / "fit_efficiency.py"), "--check",
+                           "--bench-data-path", str(bench_data), "--output", str(output)],
+                          capture_output=True, text=True, timeout=300)
+
+
 def test_fit_script_reproduces_the_packaged_file(bench_data):
     pytest.importorskip("scipy")
-    p = subprocess.run([sys.executable, str(REPO / "scripts" / "fit_efficiency.py"), "--check",
-                        "--bench-data-path", str(bench_data)], capture_output=True, text=True, timeout=300)
+    p = _fit_check(bench_data, DATA / "efficiency_h100.json")
     assert p.returncode == 0, p.stdout + p.stderr
+    assert "matches a fresh fit" in p.stdout
+
+
+@pytest.mark.parametrize("key", [("gemm", "mu"), ("prefill_attention", "s_half"), ("decode_attention", "t0_us")])
+def test_fit_check_fails_when_a_parameter_moves_by_one_percent(bench_data, tmp_path, key):
+    pytest.importorskip("scipy")
+    raw = json.loads((DATA / "efficiency_h100.json").read_text())
+    section, name = key
+    raw[section][name] *= 1.01
+    perturbed = tmp_path / "efficiency_h100.json"
+    perturbed.write_text(json.dumps(raw, indent=2) + "\n")
+    p = _fit_check(bench_data, perturbed)
+    assert p.returncode == 1
+    assert f"{section}.{name}: shipped" in p.stderr and "beyond the relative tolerance 0.0001" in p.stderr
+
+
+def _fit_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fit_efficiency", REPO / "scripts" / "fit_efficiency.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fit_check_tolerances_without_the_tables():
+    fe = _fit_script()
+    shipped = json.loads((DATA / "efficiency_h100.json").read_text())
+    assert fe.compare(shipped, shipped) == []
+
+    def moved(edit):
+        fresh = json.loads(json.dumps(shipped))
+        edit(fresh)
+        return fe.compare(shipped, fresh)
+
+    # The last stored digit flipping (what a new scipy/BLAS does) passes; 1% on a parameter fails.
+    assert moved(lambda d: d["prefill_attention"].update(s_half=83.013)) == []
+    assert moved(lambda d: d["gemm"].update(p=d["gemm"]["p"] * 1.00003)) == []
+    assert len(moved(lambda d: d["gemm"].update(p=d["gemm"]["p"] * 1.01))) == 1
+    # Error figures are compared absolutely (0.01 percentage point), counts and text exactly.
+    assert moved(lambda d: d["fit_errors"]["gemm"].update(mean_abs_rel_err=0.03457)) == []
+    assert len(moved(lambda d: d["fit_errors"]["gemm"].update(mean_abs_rel_err=0.0350))) == 1
+    assert len(moved(lambda d: d["fit_errors"]["gemm"].update(rows=113))) == 1
+    assert len(moved(lambda d: d["gemm"].update(form="t = t0"))) == 1
+    assert len(moved(lambda d: d["gemm"].pop("eta"))) == 1
+    case = shipped["vs_tables"]["largest"]["case"]
+    assert "fitted 4419 us" in case
+    assert moved(lambda d: d["vs_tables"]["largest"].update(case=case.replace("4419", "4420"))) == []
+    assert len(moved(lambda d: d["vs_tables"]["largest"].update(case=case.replace("4419", "4460")))) == 1
+    assert len(moved(lambda d: d["vs_tables"]["largest"].update(case=case.replace("tp4", "tp2")))) == 1
