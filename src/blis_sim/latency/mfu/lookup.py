@@ -53,8 +53,15 @@ def _bracket(grid: np.ndarray, x: float, log: bool) -> tuple[int, int, float]:
     return i, i + 1, w
 
 
+# log2 of grid values is taken with math.log2, the function the queries use: numpy's vectorised log2 may differ from
+# it in the last bit, and by CPU (its SIMD kernels), which would make a query on a grid value miss the exact hit.
+def _log2s(values) -> list[float]:
+    return [math.log2(float(v)) for v in values]
+
+
 def _log2_gap(grid: np.ndarray, x: float) -> float:
-    return float(np.min(np.abs(np.log2(grid) - math.log2(x))))
+    lx = math.log2(x)
+    return min(abs(g - lx) for g in _log2s(grid))
 
 
 def suffix_min(values: np.ndarray, axis: int) -> np.ndarray:
@@ -252,9 +259,9 @@ class DecodeLookup:
 
     def distance(self, batch: float, kv_len: float) -> float:
         ii, jj = np.nonzero(self.measured)
-        db = np.log2(self.table.batch[ii]) - math.log2(batch)
-        dk = np.log2(self.table.kv_len[jj]) - math.log2(kv_len)
-        return float(np.sqrt(np.min(db * db + dk * dk)))
+        lb, lk = math.log2(batch), math.log2(kv_len)
+        return math.sqrt(min((b - lb) ** 2 + (k - lk) ** 2
+                             for b, k in zip(_log2s(self.table.batch[ii]), _log2s(self.table.kv_len[jj]))))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -270,7 +277,7 @@ class PrefillLookup:
         self.peak_flops = peak_flops
         self.flops_per_s2 = 2.0 * table.heads * table.head_dim  # causal FLOPs = 2·H·dh·S² (the tables' convention)
         s = table.seq_len
-        self._log2s = tuple(float(x) for x in np.log2(s))
+        self._log2s = tuple(_log2s(s))
         self._mfu = tuple(float(x) for x in self.flops_per_s2 * s * s / (table.latency_us * 1e-6 * peak_flops))
 
     def mfu_value(self, seq_len: float) -> float:
