@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -82,16 +80,13 @@ class FakeApi:
 def fake_api(monkeypatch) -> FakeApi:
     """Replace ``blis_sim.api.prepare``/``execute`` (and the results writer) by recorders.
 
-    ``blis_sim.api`` is written in parallel and may not import yet; a stub module stands in for it then.
+    The real module is imported (a broken ``blis_sim.api`` fails every test using this fixture), and only functions
+    it really has are replaced.
     """
-    try:
-        api = importlib.import_module("blis_sim.api")
-    except Exception:  # noqa: BLE001
-        api = types.ModuleType("blis_sim.api")
-        monkeypatch.setitem(sys.modules, "blis_sim.api", api)
+    api = importlib.import_module("blis_sim.api")
     fake = FakeApi()
-    monkeypatch.setattr(api, "prepare", fake.prepare, raising=False)
-    monkeypatch.setattr(api, "execute", fake.execute, raising=False)
+    monkeypatch.setattr(api, "prepare", fake.prepare)
+    monkeypatch.setattr(api, "execute", fake.execute)
 
     results_file = importlib.import_module("blis_sim.report.results_file")
 

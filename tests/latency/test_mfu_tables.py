@@ -68,10 +68,24 @@ def test_gpu_folder_exact_name_and_case_insensitive(tmp_path):
 
 
 def test_blank_lines_and_extra_columns_are_fine(tables):
+    before = load(tables)
     rewrite(tables, GEMM, lambda t: t.replace("\n", "\n\n", 3))
-    rewrite(tables, PREFILL, lambda t: t.replace("dtype,seq_len,latency_us,mfu", "dtype,seq_len,latency_us,mfu,note")
-            .replace("\nbf16,1024,", "\nbf16,1024,", 1))
-    load(tables)
+
+    def add_note_column(text: str) -> str:
+        lines = text.splitlines()
+        lines[0] += ",note"
+        lines[2] += ",re-measured"  # one row fills the extra column, the others leave it out
+        return "\n".join(lines) + "\n"
+
+    rewrite(tables, PREFILL, add_note_column)
+    after = load(tables)
+    # Blank lines and the unknown column change nothing that was parsed.
+    assert after.gemm.latency_us.shape == before.gemm.latency_us.shape == (len(GEMM_K), len(GEMM_N), len(GEMM_M))
+    assert np.array_equal(after.gemm.latency_us, before.gemm.latency_us)
+    assert after.shapes() == before.shapes() == ["32-8-128"]
+    p0, p1 = before.prefill["32-8-128"], after.prefill["32-8-128"]
+    assert len(p1.seq_len) == len(p0.seq_len) > 2
+    assert np.array_equal(p1.seq_len, p0.seq_len) and np.array_equal(p1.latency_us, p0.latency_us)
 
 
 def test_gemm_dtype_column_is_used(tmp_path):
