@@ -75,6 +75,8 @@ def test_help_default_matches_the_model_default(flag):
         assert default is True and flag.default == "off"
     elif flag.name == "horizon":
         assert default == UNLIMITED_HORIZON and flag.default == "unlimited"
+    elif flag.name == "tp":  # 0 stands for "not given"; an explicit 0 is refused
+        assert default == 0 and flag.default == "unset (filled from the defaults file)"
     elif flag.kind == "path":
         assert default is None
     elif flag.kind == "coeffs":
@@ -110,7 +112,11 @@ def test_type_error_wording_matches_the_range_wording(invoke, fake_api):
         if out_of_range is None:
             continue
         line = invoke("run", "--model", "m", flag.opt, out_of_range).err.strip()
-        assert line == f"blis: error: {flag.opt} must be {flag.accepted}, got {out_of_range}"
+        expected = f"blis: error: {flag.opt} must be {flag.accepted}, got {out_of_range}"
+        if flag.name == "tp":  # an explicit 0 also says what leaving the flag out does
+            expected += (" (leave --tp out to take the tensor-parallel degree from the defaults file's entry for the "
+                         "model)")
+        assert line == expected
 
 
 def test_unavailable_list_names_real_flags():

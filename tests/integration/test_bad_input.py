@@ -88,3 +88,62 @@ def test_unknown_workload_name():
     _assert_one_line(_blis("--model", "x", "--workload", "nonsense"),
                      "--workload must be one of chatbot, contentgen, distribution, multidoc, summarization, traces; "
                      "got 'nonsense'")
+
+
+# Inputs vLLM refuses (or that would make an empty run), accepted by earlier versions.
+def _with_tp(tp: str) -> list[str]:
+    return ["--model", "meta-llama/llama-3.1-8b-instruct", "--model-config-folder", str(MODEL_DIR),
+            "--hardware-config", str(HW), "--hardware", "H100", "--tp", tp]
+
+
+@pytest.mark.parametrize("tp", ["3", "5", "64"])
+def test_tp_not_dividing_the_attention_heads(tp, tmp_path):
+    results = tmp_path / "r.json"
+    p = _blis(*_with_tp(tp), "--results-path", str(results))
+    _assert_one_line(p, f"--tp {tp} does not divide the 32 attention heads", "accepted: 1, 2, 4, 8, 16, 32")
+    assert not results.exists()
+
+
+def test_tp_not_fitting_the_kv_heads(tmp_path):
+    # 24 heads and 8 KV heads: TP 12 divides the heads but neither divides nor is a multiple of the KV heads.
+    raw = json.loads((MODEL_DIR / "config.json").read_text())
+    raw.update(num_attention_heads=24, num_key_value_heads=8, hidden_size=3072)
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    args = _with_tp("12")
+    args[args.index(str(MODEL_DIR))] = str(tmp_path)
+    _assert_one_line(_blis(*args), "--tp 12 neither divides nor is a multiple of the 8 KV heads",
+                     "accepted: 1, 2, 4, 8, 24")
+
+
+def test_tp_dividing_heads_runs():
+    p = _blis(*_with_tp("16"), "--num-requests", "2")
+    assert p.returncode == 0, p.stderr
+    assert '"completed_requests": 2' in p.stdout
+
+
+def test_explicit_tp_zero():
+    p = _blis("--model", "meta-llama/llama-3.1-8b-instruct", "--tp", "0")
+    _assert_one_line(p, "--tp must be an integer >= 1, got 0")
+
+
+def test_tp_left_out_still_comes_from_the_defaults_file():
+    p = _blis("--model", "meta-llama/llama-3.1-8b-instruct", "--num-requests", "3")
+    assert p.returncode == 0, p.stderr
+    assert "--tp not given: using 2 from the defaults file" in p.stderr
+
+
+@pytest.mark.parametrize("text", ["", "arrival_time,request_id,model,prompt_tokens,output_tokens\n", "\n\n"])
+def test_trace_without_data_rows(tmp_path, text):
+    trace = tmp_path / "t.csv"
+    trace.write_text(text)
+    results = tmp_path / "r.json"
+    p = _blis("--model", "meta-llama/llama-3.1-8b-instruct", "--workload", "traces", "--workload-traces-filepath",
+              str(trace), "--results-path", str(results))
+    _assert_one_line(p, "--workload-traces-filepath", "a CSV trace needs a header line and at least one data row")
+    assert not results.exists()
+
+
+@pytest.mark.parametrize("workload", ["distribution", "chatbot"])
+def test_workload_of_zero_requests(workload):
+    p = _blis("--model", "meta-llama/llama-3.1-8b-instruct", "--workload", workload, "--num-requests", "0")
+    _assert_one_line(p, f"--num-requests 0 with --workload {workload}: the run would have no request")

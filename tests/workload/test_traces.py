@@ -119,19 +119,20 @@ def test_num_requests_keeps_the_first_data_rows(tmp_path):
     path = write(tmp_path, row("3", [1], [1]) + row("1", [2], [1]) + row("2", [3], [1]) + row("bad", [1], [1]))
     reqs = read_csv_trace(path, UNLIMITED, 3)  # the bad fourth row is never read
     assert [r.id for r in reqs] == ["request_1", "request_2", "request_0"]
-    assert read_csv_trace(path, UNLIMITED, 0) == []
+    with pytest.raises(InputError, match=r"^--num-requests 0 with --workload-traces-filepath .*: the run would have no"):
+        read_csv_trace(path, UNLIMITED, 0)
     with pytest.raises(InputError, match="line 5"):
         read_csv_trace(path, UNLIMITED, None)
 
 
-def test_empty_and_header_only_files_warn_and_yield_nothing(tmp_path, caplog):
+def test_empty_and_header_only_files_are_input_errors(tmp_path):
     empty = tmp_path / "empty.csv"
     empty.write_text("")
-    with caplog.at_level(logging.WARNING, logger="blis_sim"):
-        assert read_csv_trace(empty, UNLIMITED, None) == []
-        assert read_csv_trace(write(tmp_path, ""), UNLIMITED, None) == []
-    assert len(caplog.records) == 2
-    assert "empty" in caplog.records[0].getMessage() and "no data rows" in caplog.records[1].getMessage()
+    with pytest.raises(InputError, match=r"^--workload-traces-filepath .*empty\.csv: the file is empty \(a CSV trace "
+                       r"needs a header line and at least one data row\)$"):
+        read_csv_trace(empty, UNLIMITED, None)
+    with pytest.raises(InputError, match=r": the file has a header but no data rows \(a CSV trace needs"):
+        read_csv_trace(write(tmp_path, ""), UNLIMITED, None)
 
 
 def test_missing_file_and_directory(tmp_path):

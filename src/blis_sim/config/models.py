@@ -18,6 +18,7 @@ from .validators import (
     Int,
     IntGE0,
     IntGE1,
+    IntGE1OrUnset,
     NonEmptyStr,
     one_of,
 )
@@ -50,7 +51,7 @@ class LatencyConfig(_Section):
 
     model: NonEmptyStr
     hardware: str = ""
-    tp: IntGE0 = 0
+    tp: IntGE1OrUnset = 0  # 0 = not given: filled in from the defaults file
     vllm_version: str = ""
     defaults_filepath: Path | None = None
     alpha_coeffs: Coeffs3 = (0.0, 0.0, 0.0)
@@ -60,6 +61,13 @@ class LatencyConfig(_Section):
     bench_data_path: Path | None = None
     # "auto": roofline v2 with --bench-data-path, v1 with the two roofline files, else blackbox (the seed's rule)
     latency_model: Annotated[str, one_of(*LATENCY_MODELS)] = "auto"
+
+    @model_validator(mode="after")
+    def _explicit_tp(self) -> "LatencyConfig":
+        if self.is_set("tp") and self.tp < 1:
+            raise ValueError(f"--tp must be an integer >= 1, got {self.tp} (leave --tp out to take the tensor-parallel "
+                             "degree from the defaults file's entry for the model)")
+        return self
 
 
 class EngineConfig(_Section):

@@ -49,6 +49,8 @@ def one_of(*choices: str) -> AfterValidator:
 Int = Annotated[int, BeforeValidator(_strict_int)]
 IntGE0 = Annotated[int, BeforeValidator(_strict_int), _check(lambda v: v >= 0, "an integer >= 0")]
 IntGE1 = Annotated[int, BeforeValidator(_strict_int), _check(lambda v: v >= 1, "an integer >= 1")]
+# An integer >= 1 whose unset default is 0 ("fill in later"); an explicit 0 is refused by the model that holds it.
+IntGE1OrUnset = Annotated[int, BeforeValidator(_strict_int), _check(lambda v: v >= 0, "an integer >= 1")]
 FiniteGT0 = Annotated[float, _check(lambda v: _finite(v) and v > 0, "a finite number > 0")]
 FiniteGE0 = Annotated[float, _check(lambda v: _finite(v) and v >= 0, "a finite number >= 0")]
 Fraction01 = Annotated[float, _check(lambda v: _finite(v) and 0 <= v <= 1, "a finite number in [0, 1]")]

@@ -214,6 +214,29 @@ def parse_model_config(raw: Any, where: str, source: str = "") -> ModelConfig:
     )
 
 
+def tp_fits(cfg: ModelConfig, tp: int) -> bool:
+    """Whether vLLM accepts tensor-parallel degree ``tp`` for this model: it must divide the attention heads, and
+    the KV heads must either split evenly over the GPUs or be replicated a whole number of times on them."""
+    if tp < 1 or cfg.num_heads % tp:
+        return False
+    kv = cfg.num_kv_heads
+    return kv % tp == 0 if tp <= kv else tp % kv == 0
+
+
+def check_tp(cfg: ModelConfig, tp: int, flag: str = "--tp") -> None:
+    """Refuse a tensor-parallel degree that vLLM refuses for this model, naming the degrees it accepts."""
+    if tp_fits(cfg, tp):
+        return
+    accepted = ", ".join(str(t) for t in range(1, cfg.num_heads + 1) if tp_fits(cfg, t))
+    if cfg.num_heads % tp:
+        why = f"does not divide the {cfg.num_heads} attention heads"
+    else:
+        why = (f"neither divides nor is a multiple of the {cfg.num_kv_heads} KV heads (they must split evenly over "
+               "the GPUs or be replicated on each)")
+    raise InputError(f"{flag} {tp} {why} of {cfg.source or 'the model config'}, which vLLM refuses; "
+                     f"accepted: {accepted}")
+
+
 def load_model_config(folder: Path | str) -> ModelConfig:
     """Read ``<folder>/config.json`` (the ``--model-config-folder`` flag); every problem is an ``InputError``."""
     folder = Path(folder)

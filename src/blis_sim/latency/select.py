@@ -21,7 +21,7 @@ from ..errors import InputError
 from .base import LatencyModel
 from .blackbox import BlackboxModel
 from .hardware import HardwareCalib, load_hardware
-from .hf_config import ModelConfig, load_model_config
+from .hf_config import ModelConfig, check_tp, load_model_config
 from .kv_capacity import DEFAULT_GPU_MEMORY_UTILIZATION, derive_kv_capacity
 from .mfu.fitted import load_packaged_efficiency
 from .mfu.tables import MFUDatabase
@@ -119,6 +119,7 @@ def _roofline(lat: LatencyConfig, eng: EngineConfig) -> ResolvedLatency:
     if any(lat.beta_coeffs):
         log.warning("--beta-coeffs %s ignored: roofline mode computes step times itself", _coeffs(lat.beta_coeffs))
     model_cfg = load_model_config(lat.model_config_folder)
+    check_tp(model_cfg, tp)
     hw = load_hardware(lat.hardware_config, hardware)
     model: LatencyModel
     if version == "roofline-v1":

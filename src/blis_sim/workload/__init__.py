@@ -47,6 +47,9 @@ def build_requests(
     ``workloads`` section. File and preset problems raise ``InputError`` here, before any request is produced."""
     if cfg.workload_spec is not None:
         raise InputError("--workload-spec: workload-spec YAML files are not supported in this version yet")
+    if cfg.num_requests == 0 and (cfg.workload != "traces" or cfg.is_set("num_requests")):
+        raise InputError(f"--num-requests 0 with --workload {cfg.workload}: the run would have no request "
+                         "(an integer >= 1)")
     if cfg.workload == "traces":
         if cfg.workload_traces_filepath is None:  # the config's cross-check normally catches this first
             raise InputError("--workload traces needs --workload-traces-filepath")

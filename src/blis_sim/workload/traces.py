@@ -83,10 +83,13 @@ def read_csv_trace(path: Path, horizon: int | float, num_requests: int | None) -
         except UnicodeDecodeError:
             raise InputError(f"{where}: line {_first_non_utf8_line(path)}: not UTF-8 text") from None
 
+    accepted = "a CSV trace needs a header line and at least one data row"
     if header is None:
-        log.warning("%s: the file is empty; the trace has no requests", where)
-    elif num_data_rows == 0 and num_requests != 0:
-        log.warning("%s: the file has a header but no data rows; the trace has no requests", where)
+        raise InputError(f"{where}: the file is empty ({accepted})")
+    if num_data_rows == 0:
+        if num_requests == 0:
+            raise InputError(f"--num-requests 0 with {where}: the run would have no request (an integer >= 1)")
+        raise InputError(f"{where}: the file has a header but no data rows ({accepted})")
 
     rows.sort(key=lambda r: r[0])  # stable: same-tick arrivals keep file order
     return [
