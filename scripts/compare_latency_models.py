@@ -19,13 +19,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from blis_sim.engine.step import StepRecord  # noqa: E402
 from blis_sim.latency.hardware import load_hardware  # noqa: E402
 from blis_sim.latency.hf_config import load_model_config  # noqa: E402
 from blis_sim.latency.mfu.fitted import load_packaged_efficiency  # noqa: E402
 from blis_sim.latency.mfu.tables import MFUDatabase  # noqa: E402
 from blis_sim.latency.roofline_v1 import RooflineV1  # noqa: E402
 from blis_sim.latency.roofline_v2 import RooflineV2  # noqa: E402
+from blis_sim.step import StepRecord  # noqa: E402
 
 DATA = ROOT / "src" / "blis_sim" / "data"
 

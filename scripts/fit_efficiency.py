@@ -32,13 +32,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from blis_sim.engine.step import StepRecord  # noqa: E402
 from blis_sim.latency.hardware import load_hardware  # noqa: E402
 from blis_sim.latency.hf_config import load_model_config  # noqa: E402
 from blis_sim.latency.mfu.fitted import SCHEMA_VERSION, parse_efficiency  # noqa: E402
 from blis_sim.latency.mfu.lookup import suffix_min  # noqa: E402
 from blis_sim.latency.mfu.tables import MFUDatabase  # noqa: E402
 from blis_sim.latency.roofline_v2 import RooflineV2  # noqa: E402
+from blis_sim.step import StepRecord  # noqa: E402
 
 DATA = ROOT / "src" / "blis_sim" / "data"
 DEFAULT_TABLES = ROOT / ".." / "shared" / "data" / "bench_data"

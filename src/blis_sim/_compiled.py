@@ -11,8 +11,6 @@ each other directly, so they are used all together or not at all.
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.util
 import os
 import sys
 import warnings
@@ -21,12 +19,15 @@ from pathlib import Path
 # Module paths relative to the package; setup.py reads this tuple (keep it a literal).
 MODULES = (
     "request.py",
-    "engine/step.py",
+    "step.py",
+    "engine/snapshot.py",
+    "engine/observer.py",
+    "engine/policy.py",
     "engine/cohort.py",
     "engine/scheduler.py",
     "engine/fast_path.py",
-    "engine/async_loop.py",
     "engine/instance.py",
+    "kv/tier.py",
     "kv/block_pool.py",
     "kv/cache.py",
     "workload/distribution.py",
@@ -65,8 +66,9 @@ def status() -> str:
     return "compiled" if found else "pure"
 
 
-class _SourceFirst(importlib.abc.MetaPathFinder):
-    """Loads the listed modules from their ``.py`` files even where a compiled extension sits beside them."""
+class _SourceFirst:
+    """A meta path finder (``importlib.abc.MetaPathFinder``'s protocol, without importing importlib.abc) that loads
+    the listed modules from their ``.py`` files even where a compiled extension sits beside them."""
 
     def __init__(self) -> None:
         self.names = {"blis_sim." + rel[:-3].replace("/", ".") for rel in MODULES}
@@ -74,6 +76,8 @@ class _SourceFirst(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):  # noqa: ANN001 (importlib's signature)
         if name not in self.names:
             return None
+        import importlib.util
+
         source = PACKAGE_DIR.joinpath(*name.split(".")[1:]).with_suffix(".py")
         return importlib.util.spec_from_file_location(name, source)
 

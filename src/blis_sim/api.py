@@ -1,42 +1,46 @@
 """The Python API: ``run(SimulationConfig) -> Results``. The CLI is a thin layer over this function.
 
-A run is a pure function of its configuration: resolve the latency model and KV capacity, build the workload
-stream, run the cluster loop, and summarise. Nothing here prints; diagnostics go to the ``blis_sim`` logger.
+A run is a pure function of its configuration (and, optionally, a workload description): resolve the latency model
+and KV capacity, build the workload stream, run the cluster loop, and summarise. Every run is assembled the same way,
+``prepare`` then ``execute``: ``blis run`` describes its workload with flags, ``blis evaluate`` and ``blis calibrate``
+pass a ``WorkloadDescription`` of the measured benchmark. Nothing here prints; diagnostics go to the ``blis_sim``
+logger.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 from .cluster.policies import ADMISSION_POLICIES, ROUTING_POLICIES
 from .cluster.simulator import ClusterSimulator
 from .config import SimulationConfig
 from .config.defaults_file import load_defaults
+from .config.names import PRESETS
 from .engine.instance import Instance
+from .engine.observer import Observer
+from .engine.policy import PRIORITY_POLICIES, SCHEDULING_POLICIES
 from .errors import InputError
 from .latency.select import ResolvedLatency, resolve_latency
+from .metrics.counters import InstanceCounters
 from .metrics.summary import cluster_block, hol_blocking_events, instance_block, kv_rates, request_record
 from .report.results import Results
 from .request import Request, RequestStatus
-from .workload import build_requests, describe_workload
+from .workload import Segment, WorkloadDescription, build, describe_workload, workload_description
 
 log = logging.getLogger("blis_sim")
 
 ProgressCallback = Callable[[int, int], None]  # (simulated tick, requests arrived so far)
 
 # Features whose flags exist but whose behaviour is not built yet: (section, field) -> the only value accepted.
-# Refusing them is better than silently ignoring them; the issue that builds a feature deletes its entry.
+# Refusing them is better than silently ignoring them; the issue that builds a feature deletes its entry. Policy
+# names are checked against their tables instead (``_POLICY_TABLES``): a policy is available once it has an entry.
 UNAVAILABLE: dict[tuple[str, str], object] = {
     ("workload", "workload_spec"): None,
     ("workload", "export_trace"): None,
     ("engine", "kv_cpu_blocks"): 0,
-    ("cluster", "admission_policy"): "always-admit",
-    ("cluster", "routing_policy"): "round-robin",
     ("cluster", "routing_scorers"): "",
-    ("cluster", "priority_policy"): "constant",
-    ("cluster", "scheduler"): "fcfs",
     ("cluster", "policy_config"): None,
     ("cluster", "snapshot_refresh_interval"): 0,
     ("output", "trace_level"): "none",
@@ -45,7 +49,12 @@ UNAVAILABLE: dict[tuple[str, str], object] = {
     ("output", "fitness_weights"): "",
 }
 
-_PRESETS = ("chatbot", "contentgen", "multidoc", "summarization")
+_POLICY_TABLES: dict[tuple[str, str], Mapping[str, object]] = {
+    ("cluster", "admission_policy"): ADMISSION_POLICIES,
+    ("cluster", "routing_policy"): ROUTING_POLICIES,
+    ("engine", "scheduler"): SCHEDULING_POLICIES,
+    ("engine", "priority_policy"): PRIORITY_POLICIES,
+}
 
 
 @dataclass(frozen=True)
@@ -56,35 +65,51 @@ class PreparedRun:
     resolved: ResolvedLatency
     requests: Iterable[Request]
     expected_requests: int | None  # for progress displays; None when unknown
+    # request indices [start, stop) of each stage of the workload, in stage order (one segment for a single stage)
+    segments: tuple[Segment, ...] = ()
+    workload_text: str = ""  # where the requests come from, one line for the info log
 
 
-def prepare(cfg: SimulationConfig) -> PreparedRun:
-    """Every input check, in the order of ENGINE.md §15.2: features, files (workload), then the latency model."""
+def prepare(cfg: SimulationConfig, workload: WorkloadDescription | None = None) -> PreparedRun:
+    """Every input check, in the order of ENGINE.md §15.2: features, files (workload), then the latency model.
+
+    ``workload`` describes the requests; None takes them from ``cfg.workload`` (the ``blis run`` flags). Requests
+    are generated with ``cfg.seed`` up to ``cfg.horizon`` either way.
+    """
     check_available(cfg)
-    presets = load_defaults(cfg.latency.defaults_filepath).workloads if cfg.workload.workload in _PRESETS else {}
-    requests = build_requests(cfg.workload, cfg.seed, cfg.horizon, presets)
-    if cfg.workload.workload == "traces":
-        requests = list(requests)  # already read whole; its length is the expected count
-        expected = len(requests)
+    if workload is None:
+        presets = load_defaults(cfg.latency.defaults_filepath).workloads if cfg.workload.workload in PRESETS else {}
+        workload = workload_description(cfg.workload, presets)
+        text = describe_workload(cfg.workload)
     else:
-        expected = cfg.workload.num_requests
+        text = workload.describe()
+    requests, segments = build(workload, cfg.seed, cfg.horizon)
+    # a trace is read whole: its length is the expected count
+    expected = len(requests) if isinstance(requests, list) else workload.num_requests
     resolved = resolve_latency(cfg.latency, cfg.engine)
-    return PreparedRun(cfg, resolved, requests, expected)
+    return PreparedRun(cfg, resolved, requests, expected, segments, text)
 
 
-def execute(prepared: PreparedRun, progress: ProgressCallback | None = None, collect_requests: bool = True) -> Results:
-    """Simulate a prepared run. ``collect_requests`` keeps per-request records (the results file)."""
+def execute(
+    prepared: PreparedRun,
+    progress: ProgressCallback | None = None,
+    collect_requests: bool = True,
+    observer: Observer | None = None,
+) -> Results:
+    """Simulate a prepared run. ``collect_requests`` keeps per-request records (the results file); ``observer``
+    (engine/observer.py) hears of every admission, routing, formed step and completion."""
     cfg, resolved = prepared.cfg, prepared.resolved
     latency = resolved.model
     decode_memo: dict[int, int] = {}  # one latency model for every instance: they share its memoised durations
     instances = [
-        Instance(i, cfg.engine, resolved.total_kv_blocks, latency, cfg.skip_ahead, decode_memo)
+        Instance(i, cfg.engine, resolved.total_kv_blocks, latency, cfg.skip_ahead, decode_memo,
+                 observer=observer, snapshot_refresh_interval=cfg.cluster.snapshot_refresh_interval)
         for i in range(cfg.cluster.num_instances)
     ]
     log.info(
         "latency model %s; %d instance(s) x %d KV blocks of %d tokens; %s",
         latency.describe(), cfg.cluster.num_instances, resolved.total_kv_blocks,
-        cfg.engine.block_size_in_tokens, describe_workload(cfg.workload),
+        cfg.engine.block_size_in_tokens, prepared.workload_text or describe_workload(cfg.workload),
     )
     sim = ClusterSimulator(
         instances,
@@ -94,9 +119,10 @@ def execute(prepared: PreparedRun, progress: ProgressCallback | None = None, col
         routing_latency=cfg.cluster.routing_latency,
         horizon=cfg.horizon,
         keep_routed=collect_requests,
+        observer=observer,
     )
     sim.run(prepared.requests, progress)
-    return _summarise(sim, instances, latency.describe(), resolved, collect_requests)
+    return _summarise(sim, [inst.counters() for inst in instances], latency.describe(), resolved, collect_requests)
 
 
 def run(cfg: SimulationConfig, progress: ProgressCallback | None = None, collect_requests: bool = True) -> Results:
@@ -114,9 +140,16 @@ def check_available(cfg: SimulationConfig) -> None:
         if only is None or only is False or only == "":
             raise InputError(f"{flag} is not available in this version yet")
         raise InputError(f"{flag} {value} is not available in this version yet (only {only})")
+    for (section, name), table in _POLICY_TABLES.items():
+        value = getattr(getattr(cfg, section), name)
+        if value not in table:
+            raise InputError(f"--{name.replace('_', '-')} {value} is not available in this version yet "
+                             f"(only {', '.join(table)})")
 
 
-def _summarise(sim: ClusterSimulator, instances: list[Instance], latency_desc: dict, resolved, collect: bool) -> Results:
+def _summarise(
+    sim: ClusterSimulator, instances: list[InstanceCounters], latency_desc: dict, resolved, collect: bool
+) -> Results:
     cluster = cluster_block(instances)
     per_instance = [instance_block(i) for i in instances]
     dropped = cluster["dropped_unservable"]
@@ -147,7 +180,7 @@ def _summarise(sim: ClusterSimulator, instances: list[Instance], latency_desc: d
     )
 
 
-def _warn_outcome(sim: ClusterSimulator, instances: list[Instance], cluster: dict) -> None:
+def _warn_outcome(sim: ClusterSimulator, instances: list[InstanceCounters], cluster: dict) -> None:
     for inst in instances:
         reasons = inst.stats.dropped_by_reason
         if reasons:

@@ -41,7 +41,12 @@ from .config.models import (
     SCHEDULERS,
     TRACE_LEVELS,
     WORKLOADS,
+    ClusterConfig,
+    EngineConfig,
+    LatencyConfig,
+    OutputConfig,
     SimulationConfig,
+    WorkloadConfig,
 )
 from .config.validators import format_value
 from .errors import InputError
@@ -75,7 +80,7 @@ class Flag:
     section: str  # SimulationConfig section holding the field ("" = top level)
     group: str  # heading in --help
     kind: str  # str | choice | int | float | path | coeffs | switch | offswitch (--no-<name> sets False)
-    default: str  # as shown in --help
+    shown: str  # the default as --help shows it; AUTO: the configuration model's default, formatted
     help: str
     accepted: str = ""  # what a value of the wrong type is told ("an integer >= 0")
 
@@ -84,13 +89,16 @@ class Flag:
         return ("--no-" if self.kind == "offswitch" else "--") + self.name.replace("_", "-")
 
 
+AUTO = ""
+
+
 def _choices(values: tuple[str, ...]) -> str:
     return ", ".join(values)
 
 
 FLAGS: tuple[Flag, ...] = (
     # Model and latency
-    Flag("model", "latency", MODEL, "str", "(required)", "Model id; lowercased for the defaults lookup.",
+    Flag("model", "latency", MODEL, "str", AUTO, "Model id; lowercased for the defaults lookup.",
          "a non-empty string"),
     Flag("hardware", "latency", MODEL, "str", '"" (filled from the defaults file)', "GPU name."),
     Flag("tp", "latency", MODEL, "int", "unset (filled from the defaults file)",
@@ -98,99 +106,99 @@ FLAGS: tuple[Flag, ...] = (
     Flag("vllm_version", "latency", MODEL, "str", '"" (filled from the defaults file)',
          "vLLM version; selects the coefficient row."),
     Flag("defaults_filepath", "latency", MODEL, "path", "packaged defaults", "Defaults YAML file (coefficients, presets)."),
-    Flag("alpha_coeffs", "latency", MODEL, "coeffs", "0,0,0",
+    Flag("alpha_coeffs", "latency", MODEL, "coeffs", AUTO,
          "alpha0 (us), alpha1 (us per prompt token), alpha2 (us per output token); 3 comma-separated numbers >= 0.",
          "exactly 3 finite numbers >= 0"),
-    Flag("beta_coeffs", "latency", MODEL, "coeffs", "0,0,0",
+    Flag("beta_coeffs", "latency", MODEL, "coeffs", AUTO,
          "beta0 (us), beta1 (us per prefill token), beta2 (us per decode request); 3 comma-separated numbers >= 0.",
          "exactly 3 finite numbers >= 0"),
-    Flag("model_config_folder", "latency", MODEL, "path", '""',
+    Flag("model_config_folder", "latency", MODEL, "path", AUTO,
          "Roofline: folder holding config.json (only together with --hardware-config)."),
-    Flag("hardware_config", "latency", MODEL, "path", '""',
+    Flag("hardware_config", "latency", MODEL, "path", AUTO,
          "Roofline: hardware JSON file (only together with --model-config-folder)."),
-    Flag("bench_data_path", "latency", MODEL, "path", '""', "Roofline v2: folder of MFU tables."),
-    Flag("max_model_len", "engine", MODEL, "int", "2048", "Maximum prompt + output tokens of a request.",
+    Flag("bench_data_path", "latency", MODEL, "path", AUTO, "Roofline v2: folder of MFU tables."),
+    Flag("max_model_len", "engine", MODEL, "int", AUTO, "Maximum prompt + output tokens of a request.",
          "an integer >= 1"),
     # vLLM server
     Flag("total_kv_blocks", "engine", SERVER, "int", "1000000, replaced by the coefficient row's value unless given",
          "GPU KV blocks per instance.", "an integer >= 1"),
-    Flag("block_size_in_tokens", "engine", SERVER, "int", "16", "Tokens per KV block.", "an integer >= 1"),
-    Flag("max_num_running_reqs", "engine", SERVER, "int", "256", "vLLM max_num_seqs.", "an integer >= 1"),
-    Flag("max_num_scheduled_tokens", "engine", SERVER, "int", "2048",
+    Flag("block_size_in_tokens", "engine", SERVER, "int", AUTO, "Tokens per KV block.", "an integer >= 1"),
+    Flag("max_num_running_reqs", "engine", SERVER, "int", AUTO, "vLLM max_num_seqs.", "an integer >= 1"),
+    Flag("max_num_scheduled_tokens", "engine", SERVER, "int", AUTO,
          "vLLM max_num_batched_tokens: token budget per step.", "an integer >= 1"),
-    Flag("long_prefill_token_threshold", "engine", SERVER, "int", "0",
+    Flag("long_prefill_token_threshold", "engine", SERVER, "int", AUTO,
          "Per-request cap on tokens per step; 0 = off.", "an integer >= 0"),
-    Flag("async_scheduling", "engine", SERVER, "switch", "off",
+    Flag("async_scheduling", "engine", SERVER, "switch", AUTO,
          "Form the next batch while the current one runs (vLLM's async scheduler)."),
     # Workload
-    Flag("workload", "workload", WORKLOAD, "choice", "distribution", f"Workload source: {_choices(WORKLOADS)}."),
-    Flag("workload_traces_filepath", "workload", WORKLOAD, "path", '""',
+    Flag("workload", "workload", WORKLOAD, "choice", AUTO, f"Workload source: {_choices(WORKLOADS)}."),
+    Flag("workload_traces_filepath", "workload", WORKLOAD, "path", AUTO,
          "CSV or trace v2 file; required with --workload traces."),
-    Flag("workload_spec", "workload", WORKLOAD, "path", '""', "Workload-spec YAML; wins over --workload."),
-    Flag("arrival_process", "workload", WORKLOAD, "choice", "constant",
+    Flag("workload_spec", "workload", WORKLOAD, "path", AUTO, "Workload-spec YAML; wins over --workload."),
+    Flag("arrival_process", "workload", WORKLOAD, "choice", AUTO,
          f"Arrival process of distribution and presets: {_choices(ARRIVAL_PROCESSES)}."),
-    Flag("rate", "workload", WORKLOAD, "float", "1.0", "Requests per second (distribution, presets).",
+    Flag("rate", "workload", WORKLOAD, "float", AUTO, "Requests per second (distribution, presets).",
          "a finite number > 0"),
-    Flag("num_requests", "workload", WORKLOAD, "int", "100",
+    Flag("num_requests", "workload", WORKLOAD, "int", AUTO,
          "Number of requests (distribution, presets; for traces and specs only when given).", "an integer >= 0"),
-    Flag("prefix_tokens", "workload", WORKLOAD, "int", "0", "Shared prefix length (distribution).", "an integer >= 0"),
-    Flag("prompt_tokens", "workload", WORKLOAD, "int", "512", "Mean prompt length (distribution).", "an integer"),
-    Flag("prompt_tokens_stdev", "workload", WORKLOAD, "int", "256", "Prompt length standard deviation.",
+    Flag("prefix_tokens", "workload", WORKLOAD, "int", AUTO, "Shared prefix length (distribution).", "an integer >= 0"),
+    Flag("prompt_tokens", "workload", WORKLOAD, "int", AUTO, "Mean prompt length (distribution).", "an integer"),
+    Flag("prompt_tokens_stdev", "workload", WORKLOAD, "int", AUTO, "Prompt length standard deviation.",
          "an integer >= 0"),
-    Flag("prompt_tokens_min", "workload", WORKLOAD, "int", "2", "Minimum prompt length (>= 1).", "an integer"),
-    Flag("prompt_tokens_max", "workload", WORKLOAD, "int", "7000", "Maximum prompt length.", "an integer"),
-    Flag("output_tokens", "workload", WORKLOAD, "int", "512", "Mean output length (distribution).", "an integer"),
-    Flag("output_tokens_stdev", "workload", WORKLOAD, "int", "256", "Output length standard deviation.",
+    Flag("prompt_tokens_min", "workload", WORKLOAD, "int", AUTO, "Minimum prompt length (>= 1).", "an integer"),
+    Flag("prompt_tokens_max", "workload", WORKLOAD, "int", AUTO, "Maximum prompt length.", "an integer"),
+    Flag("output_tokens", "workload", WORKLOAD, "int", AUTO, "Mean output length (distribution).", "an integer"),
+    Flag("output_tokens_stdev", "workload", WORKLOAD, "int", AUTO, "Output length standard deviation.",
          "an integer >= 0"),
-    Flag("output_tokens_min", "workload", WORKLOAD, "int", "2", "Minimum output length (>= 1).", "an integer"),
-    Flag("output_tokens_max", "workload", WORKLOAD, "int", "7000", "Maximum output length.", "an integer"),
-    Flag("seed", TOP, WORKLOAD, "int", "42", "Seed of all random streams.", "an integer"),
+    Flag("output_tokens_min", "workload", WORKLOAD, "int", AUTO, "Minimum output length (>= 1).", "an integer"),
+    Flag("output_tokens_max", "workload", WORKLOAD, "int", AUTO, "Maximum output length.", "an integer"),
+    Flag("seed", TOP, WORKLOAD, "int", AUTO, "Seed of all random streams.", "an integer"),
     Flag("horizon", TOP, WORKLOAD, "int", "unlimited", "Last tick (us) simulated; also bounds generation.",
          "an integer >= 0"),
-    Flag("export_trace", "workload", WORKLOAD, "path", '""', "Write the generated workload as a trace."),
+    Flag("export_trace", "workload", WORKLOAD, "path", AUTO, "Write the generated workload as a trace."),
     # Cluster and policies
-    Flag("num_instances", "cluster", CLUSTER, "int", "1", "Instances in the cluster.", "an integer >= 1"),
-    Flag("admission_policy", "cluster", CLUSTER, "choice", "always-admit",
+    Flag("num_instances", "cluster", CLUSTER, "int", AUTO, "Instances in the cluster.", "an integer >= 1"),
+    Flag("admission_policy", "cluster", CLUSTER, "choice", AUTO,
          f"Admission policy: {_choices(ADMISSION_POLICIES)}."),
-    Flag("admission_latency", "cluster", CLUSTER, "int", "0", "Microseconds from arrival to admission decision.",
+    Flag("admission_latency", "cluster", CLUSTER, "int", AUTO, "Microseconds from arrival to admission decision.",
          "an integer >= 0"),
-    Flag("routing_latency", "cluster", CLUSTER, "int", "0", "Microseconds from admission to routing decision.",
+    Flag("routing_latency", "cluster", CLUSTER, "int", AUTO, "Microseconds from admission to routing decision.",
          "an integer >= 0"),
-    Flag("token_bucket_capacity", "cluster", CLUSTER, "float", "10000", "Token bucket size in tokens.",
+    Flag("token_bucket_capacity", "cluster", CLUSTER, "float", AUTO, "Token bucket size in tokens.",
          "a finite number > 0"),
-    Flag("token_bucket_refill_rate", "cluster", CLUSTER, "float", "1000", "Token bucket refill, tokens per second.",
+    Flag("token_bucket_refill_rate", "cluster", CLUSTER, "float", AUTO, "Token bucket refill, tokens per second.",
          "a finite number > 0"),
-    Flag("routing_policy", "cluster", CLUSTER, "choice", "round-robin", f"Routing policy: {_choices(ROUTING_POLICIES)}."),
+    Flag("routing_policy", "cluster", CLUSTER, "choice", AUTO, f"Routing policy: {_choices(ROUTING_POLICIES)}."),
     Flag("routing_scorers", "cluster", CLUSTER, "str", '"" (default profile)',
          "name:weight,... for weighted routing (kv-utilization, load-balance, prefix-affinity, queue-depth)."),
-    Flag("priority_policy", "cluster", CLUSTER, "choice", "constant", f"Priority policy: {_choices(PRIORITY_POLICIES)}."),
-    Flag("scheduler", "cluster", CLUSTER, "choice", "fcfs", f"Scheduler: {_choices(SCHEDULERS)}."),
-    Flag("policy_config", "cluster", CLUSTER, "path", '""', "Policy bundle YAML."),
-    Flag("snapshot_refresh_interval", "cluster", CLUSTER, "int", "0", "Microseconds between KV snapshot refreshes.",
+    Flag("priority_policy", "engine", CLUSTER, "choice", AUTO, f"Priority policy: {_choices(PRIORITY_POLICIES)}."),
+    Flag("scheduler", "engine", CLUSTER, "choice", AUTO, f"Scheduler: {_choices(SCHEDULERS)}."),
+    Flag("policy_config", "cluster", CLUSTER, "path", AUTO, "Policy bundle YAML."),
+    Flag("snapshot_refresh_interval", "cluster", CLUSTER, "int", AUTO, "Microseconds between KV snapshot refreshes.",
          "an integer >= 0"),
     # CPU KV tier
-    Flag("kv_cpu_blocks", "engine", CPU_KV, "int", "0", "CPU store capacity in blocks; 0 disables the tier.",
+    Flag("kv_cpu_blocks", "engine", CPU_KV, "int", AUTO, "CPU store capacity in blocks; 0 disables the tier.",
          "an integer >= 0"),
-    Flag("kv_offload_threshold", "engine", CPU_KV, "float", "0.9",
+    Flag("kv_offload_threshold", "engine", CPU_KV, "float", AUTO,
          "GPU utilization above which evicted blocks are offloaded.", "a finite number in [0, 1]"),
-    Flag("kv_transfer_bandwidth", "engine", CPU_KV, "float", "100.0", "Tokens per tick for reloads.",
+    Flag("kv_transfer_bandwidth", "engine", CPU_KV, "float", AUTO, "Tokens per tick for reloads.",
          "a finite number > 0"),
-    Flag("kv_transfer_base_latency", "engine", CPU_KV, "int", "0", "Fixed ticks per reloaded block.",
+    Flag("kv_transfer_base_latency", "engine", CPU_KV, "int", AUTO, "Fixed ticks per reloaded block.",
          "an integer >= 0"),
     # Observability and output
-    Flag("trace_level", "output", OUTPUT, "choice", "none", f"Decision tracing: {_choices(TRACE_LEVELS)}."),
-    Flag("counterfactual_k", "output", OUTPUT, "int", "0", "Counterfactual candidates per routing.",
+    Flag("trace_level", "output", OUTPUT, "choice", AUTO, f"Decision tracing: {_choices(TRACE_LEVELS)}."),
+    Flag("counterfactual_k", "output", OUTPUT, "int", AUTO, "Counterfactual candidates per routing.",
          "an integer >= 0"),
-    Flag("summarize_trace", "output", OUTPUT, "switch", "off", "Print the decision-trace summary."),
-    Flag("fitness_weights", "output", OUTPUT, "str", '""', "key:weight,... fitness score weights."),
-    Flag("results_path", "output", OUTPUT, "path", '""',
+    Flag("summarize_trace", "output", OUTPUT, "switch", AUTO, "Print the decision-trace summary."),
+    Flag("fitness_weights", "output", OUTPUT, "str", AUTO, "key:weight,... fitness score weights."),
+    Flag("results_path", "output", OUTPUT, "path", AUTO,
          "Write the results file (cluster metrics and per-request records) here."),
-    Flag("log", "output", OUTPUT, "choice", "warn", f"stderr log level: {_choices(LOG_LEVELS)}."),
-    Flag("quiet", "output", OUTPUT, "switch", "off", "No progress bar on stderr."),
-    Flag("skip_ahead", TOP, OUTPUT, "offswitch", "off",
+    Flag("log", "output", OUTPUT, "choice", AUTO, f"stderr log level: {_choices(LOG_LEVELS)}."),
+    Flag("quiet", "output", OUTPUT, "switch", AUTO, "No progress bar on stderr."),
+    Flag("skip_ahead", TOP, OUTPUT, "offswitch", AUTO,
          "Form every step with the reference scheduler, one by one, instead of the decode-cohort fast path and "
          "its stable decode stretches (same results, slower; for verification)."),
-    Flag("latency_model", "latency", MODEL, "choice", "auto",
+    Flag("latency_model", "latency", MODEL, "choice", AUTO,
          f"Latency model: {_choices(LATENCY_MODELS)}. auto: roofline-v2 when --bench-data-path is given, roofline-v1 "
          "with --model-config-folder and --hardware-config, else blackbox. roofline-v2 without --bench-data-path "
          "uses the shipped fitted efficiency model of the GPU."),
@@ -429,16 +437,60 @@ def _option(flag: Flag) -> click.Option:
     )
 
 
+_SECTION_MODELS = {
+    "latency": LatencyConfig, "engine": EngineConfig, "workload": WorkloadConfig, "cluster": ClusterConfig,
+    "output": OutputConfig, TOP: SimulationConfig,
+}
+
+
+def default_text(flag: Flag) -> str:
+    """The default of ``flag`` as --help shows it: the configuration model's own default (one source of truth),
+    unless the flag's table entry says more (``shown``), e.g. that an unset value is filled in later."""
+    field = _SECTION_MODELS[flag.section].model_fields[flag.name]
+    if field.is_required():
+        return "(required)"
+    if flag.shown:
+        return flag.shown
+    value = field.default
+    if flag.kind in ("switch", "offswitch"):
+        return "off"  # a switch not given: the field keeps its default (True for --no-<name> switches)
+    if value is None or value == "":
+        return '""'
+    return value if isinstance(value, str) else format_value(value)
+
+
 def _help_text(flag: Flag) -> str:
-    if flag.default == "(required)":
+    text = default_text(flag)
+    if text == "(required)":
         return f"{flag.help}  [required]"
-    return f"{flag.help}  [default: {flag.default}]"
+    return f"{flag.help}  [default: {text}]"
 
 
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 120}
 
 
-@click.group(name="blis", context_settings=_CONTEXT, no_args_is_help=False)
+class _LazyGroup(click.Group):
+    """A command group whose heavier commands are imported only when named (or listed by --help), so that
+    ``blis run`` does not import the evaluation package."""
+
+    lazy: dict[str, tuple[str, str]] = {
+        "evaluate": ("blis_sim.evaluate.command", "evaluate_command"),
+        "calibrate": ("blis_sim.evaluate.calibrate_command", "calibrate_command"),
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            from importlib import import_module
+
+            module, attr = self.lazy[cmd_name]
+            self.add_command(getattr(import_module(module), attr), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(name="blis", cls=_LazyGroup, context_settings=_CONTEXT, no_args_is_help=False)
 @click.version_option(__version__, "--version", message="%(prog)s %(version)s")
 def cli() -> None:
     """blis-sim: discrete-event simulator of vLLM inference serving."""
@@ -647,14 +699,6 @@ def run_cli(args: list[str] | None = None, prog_name: str | None = None) -> int:
         sys.stderr.flush()
         return EXIT_INTERNAL
 
-
-from .evaluate.command import evaluate_command  # noqa: E402 - registered after the group is defined
-
-cli.add_command(evaluate_command)
-
-from .evaluate.calibrate_command import calibrate_command  # noqa: E402 - registered after the group is defined
-
-cli.add_command(calibrate_command)
 
 
 if __name__ == "__main__":

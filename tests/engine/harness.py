@@ -100,11 +100,16 @@ class CheckedInstance(Instance):
 
 
 def simulate(requests, engine: EngineConfig, latency=None, num_instances=1, horizon=2**63 - 1, checked=True,
-             skip_ahead=True, admission=None):
+             skip_ahead=True, admission=None, policy=None, observer=None, tier=None, refresh=0):
+    """Run ``requests`` on ``num_instances`` instances; ``policy`` and ``tier`` are factories called per instance."""
     latency = latency or LinearLatency()
     cls = CheckedInstance if checked else Instance
-    instances = [cls(i, engine, engine.total_kv_blocks, latency, skip_ahead) for i in range(num_instances)]
+    instances = [
+        cls(i, engine, engine.total_kv_blocks, latency, skip_ahead, policy=policy() if policy else None,
+            observer=observer, tier=tier() if tier else None, snapshot_refresh_interval=refresh)
+        for i in range(num_instances)
+    ]
     sim = ClusterSimulator(instances, admission or AlwaysAdmit(), RoundRobin(num_instances), 0, 0, horizon,
-                           keep_routed=True)
+                           keep_routed=True, observer=observer)
     sim.run(sorted(requests, key=lambda r: (r.arrival, r.index)))
     return sim

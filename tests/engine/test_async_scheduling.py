@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+from harness import LinearLatency, make_request, simulate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_invariants import engines, workloads
 
 from blis_sim.config import EngineConfig
 from blis_sim.metrics.summary import cluster_block
 from blis_sim.request import RequestStatus
-
-from harness import LinearLatency, make_request, simulate
-from test_invariants import engines, workloads
 
 
 def _pair():
@@ -38,7 +37,7 @@ def test_async_invariants(reqs, engine, n_inst, a2):
     engine = engine.model_copy(update={"async_scheduling": True})
     sim = simulate(reqs, engine, LinearLatency(b0=700, b1=5, b2=3, a0=11, a2=a2), n_inst)
     for inst in sim.instances:
-        block = cluster_block([inst])
+        block = cluster_block([inst.counters()])
         assert block["injected_requests"] == block["completed_requests"] + block["dropped_unservable"]
         assert not inst.scheduler.waiting and not inst.scheduler.running and not inst.fifo
         assert inst.kv.num_used == 0

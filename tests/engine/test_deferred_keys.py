@@ -4,14 +4,13 @@ every observable result equals keying them at once."""
 from __future__ import annotations
 
 import numpy as np
+from harness import LinearLatency, simulate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from blis_sim.config import EngineConfig
 from blis_sim.metrics.summary import cluster_block
 from blis_sim.request import Request
-
-from harness import LinearLatency, simulate
 
 
 def _requests(spec, independent):
@@ -25,7 +24,7 @@ def _observed(sim):
     per_request = sorted((r.index, r.status, r.ttft, r.e2e, r.first_scheduled, r.num_generated, r.finish_time)
                          for r in sim.routed)
     kv = [(i.kv.query_tokens, i.kv.hit_tokens, i.scheduler.num_preemptions, i.kv.num_used) for i in sim.instances]
-    return per_request, kv, cluster_block(sim.instances)
+    return per_request, kv, cluster_block([i.counters() for i in sim.instances])
 
 
 specs = st.lists(st.tuples(st.integers(0, 30_000), st.integers(1, 70), st.integers(1, 60)), min_size=1, max_size=20)

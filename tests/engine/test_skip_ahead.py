@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from harness import LinearLatency, fresh, make_request, simulate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_invariants import engines, workloads
 
 from blis_sim.cluster.policies import AdmissionPolicy
 from blis_sim.config import EngineConfig
-
-from harness import LinearLatency, fresh, make_request, simulate
-from test_invariants import engines, workloads
 
 
 def _state(sim):
@@ -88,7 +87,7 @@ def test_long_decode_stretch_crosses_many_blocks(cheap):
     fast = simulate(fresh(reqs), engine, ContextLatency(cheap=cheap), skip_ahead=True)
     assert _state(fast) == _state(single)
     assert len(fast.instances[0].steps) < len(single.instances[0].steps) / 20
-    assert bool(fast.instances[0].decode_memo) != cheap  # the memo is used exactly when the model is not cheap
+    assert bool(fast.instances[0].fast_path.decode_memo) != cheap  # the memo is used exactly when the model is not cheap
 
 
 def test_stretch_stops_where_a_new_key_lets_the_waiting_head_in():

@@ -92,3 +92,39 @@ def test_blis_run_roofline_derives_unless_given(caplog):
     assert derived == 7438 - 1  # what vLLM 0.11 logged on an H100 for this model and budget, less the null block
     assert any("KV capacity derived from GPU memory: 7437 blocks" in r.getMessage() for r in caplog.records)
     assert resolve_latency(lat, EngineConfig(total_kv_blocks=1234)).total_kv_blocks == 1234
+
+
+def test_one_resolution_for_runs_and_experiments():
+    """``resolve_kv_blocks`` decides every instance's count: stated, else logged (less the null block), else the
+    entry's default when it has no memory figure, else derived; ``blis evaluate`` and ``blis run`` both use it."""
+    from dataclasses import replace
+
+    from blis_sim.evaluate.experiment import Experiment, Server
+    from blis_sim.evaluate.resolve import Unsimulatable, kv_blocks
+    from blis_sim.latency.hardware import load_hardware
+    from blis_sim.latency.kv_capacity import resolve_kv_blocks
+
+    model = _model("llama-2-7b-hf")
+    hw = load_hardware(DATA / "hardware_config.json", "H100")
+    sizes = {"block_size": 16, "max_num_batched_tokens": 4096}
+    assert resolve_kv_blocks(model, hw, 1, stated=1234, logged=99, **sizes).usable == 1234
+    logged = resolve_kv_blocks(model, hw, 1, logged=2001, logged_source="f.json: total_kv_blocks", **sizes)
+    assert (logged.usable, logged.logged, logged.source) == (2000, 2001, "f.json: total_kv_blocks (logged 2001 - 1 "
+                                                                         "null block)")
+    derived = resolve_kv_blocks(model, hw, 1, **sizes)
+    assert (derived.usable, derived.logged) == (7437, 7438) and derived.derived is not None
+    assert derived.source == f"derived from H100 memory ({derived.derived.kv_gib:.2f} GiB of KV cache)"
+    lower = resolve_kv_blocks(model, hw, 1, gpu_memory_utilization=0.8, **sizes)
+    assert lower.usable < derived.usable
+    no_memory = replace(hw, memory_gb=None)
+    assert resolve_kv_blocks(model, no_memory, 1, without_memory=1_000_000, **sizes).usable == 1_000_000
+    with pytest.raises(InputError, match="memoryGB must be a positive number"):
+        resolve_kv_blocks(model, no_memory, 1, **sizes)
+
+    server = Server(max_model_len=4096, max_num_batched_tokens=4096, max_num_seqs=256, gpu_memory_utilization=0.8)
+    exp = Experiment("e", "combined", "f", "meta-llama/Llama-2-7b-hf", "H100", 1, None, "", server, "w", None, ())
+    assert kv_blocks(exp, model, hw) == lower  # the experiment's utilization
+    recorded = replace(exp, server=replace(server, num_gpu_blocks=2001, num_gpu_blocks_source="f.json: x"))
+    assert kv_blocks(recorded, model, hw).usable == 2000
+    with pytest.raises(Unsimulatable, match="memoryGB must be a positive number"):
+        kv_blocks(exp, model, no_memory)

@@ -8,13 +8,28 @@ import numpy as np
 import pytest
 
 from blis_sim.evaluate.experiment import (
-    BURST, CONSTANT, POISSON, SEQUENTIAL, LengthDist, Load, SharedPrefixPool, SyntheticLengths,
+    BURST,
+    CONSTANT,
+    POISSON,
+    SEQUENTIAL,
+    LengthDist,
+    Load,
+    SharedPrefixPool,
+    SyntheticLengths,
+    to_workload_description,
 )
 from blis_sim.evaluate.resolve import (
-    Unsimulatable, blackbox_row, defaults_file, find_model_config, gpu_entry, packaged_hardware_config, wants_async,
+    Unsimulatable,
+    blackbox_row,
+    defaults_file,
+    find_model_config,
+    gpu_entry,
+    packaged_hardware_config,
+    wants_async,
 )
-from blis_sim.evaluate.workloads import SEQUENTIAL_GAP_US, shared_prefix_requests, synthetic_requests
 from blis_sim.latency.hf_config import parse_model_config
+from blis_sim.workload import build
+from blis_sim.workload.description import SEQUENTIAL_GAP_US, GaussianLengths, PromptPool, Stage
 
 REPO = Path(__file__).parents[2]
 GT_MODELS = REPO.parent / "shared" / "data" / "ground_truth"
@@ -102,23 +117,45 @@ def test_engine_loop_by_version(version, is_async):
 
 
 LENGTHS = SyntheticLengths(8, LengthDist(32, 8, 16, 48), LengthDist(6, 2, 2, 10))
+UNLIMITED = 2**63 - 1
+
+
+def requests_of(lengths, loads, staged, seed):
+    """The requests (and segments) the simulation of these loads is given."""
+    requests, segments = build(to_workload_description(lengths, loads, staged), seed, UNLIMITED)
+    return list(requests), segments
+
+
+def synthetic_requests(load, count, seed):
+    return requests_of(LENGTHS, [(load, count)], False, seed)[0]
+
+
+def test_experiment_loads_become_one_stage_per_point():
+    desc = to_workload_description(LENGTHS, [(Load(CONSTANT, 2.0, 9), 3), (Load(POISSON, 4.0, 9), 2)], staged=True)
+    assert isinstance(desc.source, GaussianLengths) and desc.source.prefix_tokens == 8
+    assert desc.stages == (Stage(CONSTANT, 3, 2.0, 0), Stage(POISSON, 2, 4.0, 1))  # capped counts, own seeds
+    single = to_workload_description(LENGTHS, [(Load(SEQUENTIAL, None, 9), 4)], staged=False)
+    assert single.stages == (Stage(SEQUENTIAL, 4, None, 0),)
+    pool = SharedPrefixPool(num_groups=2, prompts_per_group=3, system_prompt_len=10, question_len=5, output_len=4)
+    desc = to_workload_description(pool, [(Load(CONSTANT, 10.0, 8), 8), (Load(CONSTANT, 20.0, 4), 4)], staged=True)
+    assert desc.source == PromptPool(2, 3, 10, 5, 4) and [s.seed_offset for s in desc.stages] == [0, 0]
 
 
 def test_synthetic_arrival_patterns():
-    const = synthetic_requests(LENGTHS, Load(CONSTANT, 4.0, 5), 5, seed=1)
+    const = synthetic_requests(Load(CONSTANT, 4.0, 5), 5, seed=1)
     assert [r.arrival for r in const] == [0, 250000, 500000, 750000, 1000000]
     assert all(np.array_equal(r.tokens[:8], const[0].tokens[:8]) for r in const)  # the shared prefix
-    seq = synthetic_requests(LENGTHS, Load(SEQUENTIAL, None, 3), 3, seed=1)
+    seq = synthetic_requests(Load(SEQUENTIAL, None, 3), 3, seed=1)
     assert [r.arrival for r in seq] == [0, SEQUENTIAL_GAP_US, 2 * SEQUENTIAL_GAP_US]
     assert [r.num_prompt_tokens for r in seq] == [r.num_prompt_tokens for r in const[:3]]  # same lengths stream
-    assert {r.arrival for r in synthetic_requests(LENGTHS, Load(BURST, None, 4), 4, seed=1)} == {0}
-    poisson = synthetic_requests(LENGTHS, Load(POISSON, 4.0, 50), 50, seed=1)
+    assert {r.arrival for r in synthetic_requests(Load(BURST, None, 4), 4, seed=1)} == {0}
+    poisson = synthetic_requests(Load(POISSON, 4.0, 50), 50, seed=1)
     assert poisson[0].arrival == 0 and sorted(r.arrival for r in poisson) == [r.arrival for r in poisson]
 
 
 def test_shared_prefix_pool_and_stages():
     pool = SharedPrefixPool(num_groups=2, prompts_per_group=3, system_prompt_len=10, question_len=5, output_len=4)
-    reqs, segs = shared_prefix_requests(pool, [(Load(CONSTANT, 10.0, 8), 8), (Load(CONSTANT, 20.0, 4), 4)], seed=3)
+    reqs, segs = requests_of(pool, [(Load(CONSTANT, 10.0, 8), 8), (Load(CONSTANT, 20.0, 4), 4)], True, seed=3)
     assert [(s.start, s.stop) for s in segs] == [(0, 8), (8, 12)]
     assert [r.arrival for r in reqs[6:10]] == [600000, 700000, 800000, 850000]  # stage 1 starts after 8 / 10 rps
     assert all(r.num_prompt_tokens == 15 and r.num_output_tokens == 4 for r in reqs)
@@ -128,9 +165,7 @@ def test_shared_prefix_pool_and_stages():
 
 
 def test_staged_synthetic_lengths():
-    from blis_sim.evaluate.workloads import staged_synthetic_requests
-
-    reqs, segs = staged_synthetic_requests(LENGTHS, [(Load(CONSTANT, 2.0, 3), 3), (Load(CONSTANT, 4.0, 2), 2)], seed=5)
+    reqs, segs = requests_of(LENGTHS, [(Load(CONSTANT, 2.0, 3), 3), (Load(CONSTANT, 4.0, 2), 2)], True, seed=5)
     assert [(s.start, s.stop) for s in segs] == [(0, 3), (3, 5)]
     assert [r.arrival for r in reqs] == [0, 500000, 1000000, 1500000, 1750000]
     assert len({r.id for r in reqs}) == 5

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from blis_sim.engine.step import StepRecord
 from blis_sim.latency.hardware import load_hardware
 from blis_sim.latency.hf_config import load_model_config
+from blis_sim.step import StepRecord
 
 REPO = Path(__file__).parents[2]
 DATA = REPO / "src" / "blis_sim" / "data"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from blis_sim.engine.step import StepRecord
+from blis_sim.step import StepRecord
 
 # Paths computed from this file (never from the working directory); the shared tables may be absent.
 REPO = Path(__file__).resolve().parents[2]

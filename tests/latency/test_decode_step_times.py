@@ -9,11 +9,11 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blis_sim.engine.step import StepRecord
 from blis_sim.latency.blackbox import BlackboxModel
 from blis_sim.latency.hardware import load_hardware
 from blis_sim.latency.hf_config import load_model_config
 from blis_sim.latency.roofline_v1 import RooflineV1
+from blis_sim.step import StepRecord
 
 DATA = Path(__file__).resolve().parents[2] / "src" / "blis_sim" / "data"
 MODELS = ["llama-3.1-8b-instruct", "qwen2.5-7b-instruct", "llama-2-70b-hf", "mixtral-8x7b-v0.1"]

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from mfu_fixtures import BENCH_DATA, DATA, REPO, make_step, write_tables
 
-from blis_sim.engine.step import StepRecord
 from blis_sim.errors import InputError
 from blis_sim.latency.hardware import load_hardware
 from blis_sim.latency.hf_config import load_model_config
@@ -21,7 +21,7 @@ from blis_sim.latency.mfu.fitted import load_packaged_efficiency, packaged_effic
 from blis_sim.latency.mfu.tables import MFUDatabase
 from blis_sim.latency.roofline_v1 import RooflineV1
 from blis_sim.latency.roofline_v2 import RooflineV2
-from mfu_fixtures import BENCH_DATA, DATA, REPO, make_step, write_tables
+from blis_sim.step import StepRecord
 
 HW = load_hardware(DATA / "hardware_config_handset.json", "H100")
 EFF = load_packaged_efficiency("H100")

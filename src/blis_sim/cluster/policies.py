@@ -1,31 +1,23 @@
 """Admission and routing policies: pure decisions over a request and cheap instance snapshots (ENGINE.md §11).
 
-Only the defaults exist in this version (always-admit, round-robin); the others arrive with the cluster
-control-plane issue and plug in here as more entries of the two tables.
+Only the defaults exist in this version (always-admit, round-robin); the others plug in here as more entries of the
+two tables, which are the only place their names are bound to code (the names the CLI accepts are in
+``config.names``; a name without an entry here is refused as not built yet).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Callable
 
 from mypy_extensions import mypyc_attr
 
+from ..engine.snapshot import Snapshot
 from ..request import Request
 
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """What the router may see of one instance (§6.2)."""
-
-    queue_depth: int
-    batch_size: int
-    pending_requests: int
-    kv_utilization: float
-    free_kv_blocks: int
-
-    @property
-    def effective_load(self) -> int:
-        return self.queue_depth + self.batch_size + self.pending_requests
+__all__ = [
+    "ADMISSION_POLICIES", "ROUTING_POLICIES", "AdmissionPolicy", "AlwaysAdmit", "RoundRobin", "RoutingPolicy",
+    "Snapshot",
+]
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)
@@ -85,5 +77,6 @@ class RoundRobin(RoutingPolicy):
         return (instance - self.counter) % self.num_instances
 
 
-ADMISSION_POLICIES = {"always-admit": lambda cfg: AlwaysAdmit()}
-ROUTING_POLICIES = {"round-robin": lambda cfg: RoundRobin(cfg.num_instances)}
+# Policy name -> factory taking the run's ClusterConfig.
+ADMISSION_POLICIES: dict[str, Callable[..., AdmissionPolicy]] = {"always-admit": lambda cfg: AlwaysAdmit()}
+ROUTING_POLICIES: dict[str, Callable[..., RoutingPolicy]] = {"round-robin": lambda cfg: RoundRobin(cfg.num_instances)}

@@ -4,6 +4,14 @@ Heap entries are ``(time, class, seq, payload)``; the class ranks same-tick even
 enqueue < step) and the rising ``seq`` breaks remaining ties first-in first-out, so the order never depends on the
 heap's layout. Arrivals are merged lazily from the sorted workload stream instead of being pushed up front, which
 gives the same order (class 0 wins ties) without holding every request in memory.
+
+A closed-loop workload (a chat session whose next turn is sent some time after the previous answer arrived) adds
+requests during the run with ``add_arrival``; such a run is built with ``closed_loop=True``, which makes every
+instance hand control back after each step boundary, since any completion may create an arrival.
+
+The loop sees each instance only through its narrow face (``Instance.assign``, ``enqueue``, ``step``, ``snapshot``,
+``finalize``); an optional observer (engine/observer.py) hears of every admission and routing decision and is
+handed on to the instances for steps and completions.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from itertools import count, islice
 from typing import Callable, Final, Iterable, Iterator
 
 from ..engine.instance import Instance
+from ..engine.observer import Observer
 from ..request import Request, RequestStatus
 from .policies import AdmissionPolicy, RoutingPolicy, Snapshot
 
@@ -34,6 +43,8 @@ class ClusterSimulator:
         routing_latency: int,
         horizon: int,
         keep_routed: bool = False,
+        observer: Observer | None = None,
+        closed_loop: bool = False,
     ) -> None:
         self.instances = instances
         self.admission = admission
@@ -47,18 +58,21 @@ class ClusterSimulator:
         self.num_routed = 0
         self.keep_routed = keep_routed
         self.routed: list[Request] = []  # every routed request, for the per-request results file
+        self.observer = observer  # the instances were built with the same one
+        self.closed_loop = closed_loop
+        self.new_arrivals: list[tuple[int, int, Request]] = []  # heap of (arrival, index, request) added in the run
 
-    def snapshots(self) -> list[Snapshot]:
-        return [
-            Snapshot(
-                queue_depth=len(inst.scheduler.waiting),
-                batch_size=inst.num_running,
-                pending_requests=inst.num_pending,
-                kv_utilization=inst.kv.usage(),
-                free_kv_blocks=inst.kv.num_blocks - inst.kv.num_used,
-            )
-            for inst in self.instances
-        ]
+    def add_arrival(self, req: Request) -> None:
+        """A request created during the run (closed loop): it arrives at ``req.arrival`` (not before the current
+        clock), merged with the workload stream in (arrival, index) order."""
+        if not self.closed_loop:
+            raise RuntimeError("add_arrival needs a ClusterSimulator built with closed_loop=True")
+        if req.arrival < self.clock:
+            raise ValueError(f"{req.id} would arrive at {req.arrival}, before the clock ({self.clock})")
+        heapq.heappush(self.new_arrivals, (req.arrival, req.index, req))
+
+    def snapshots(self, now: int) -> list[Snapshot]:
+        return [inst.snapshot(now) for inst in self.instances]
 
     def run(self, requests: Iterable[Request], on_progress: Callable[[int, int], None] | None = None) -> None:
         """Process events in order until none is left or the next one lies past the horizon.
@@ -81,17 +95,26 @@ class ClusterSimulator:
         # Upcoming arrivals, looked ahead far enough to know the next one of every instance when routing is
         # predictable (round-robin after always-admit): an instance may then advance past arrivals that go
         # elsewhere. Otherwise one is enough.
-        predictable = self.admission.admits_everything and self.routing.predictable
+        closed_loop = self.closed_loop
+        predictable = self.admission.admits_everything and self.routing.predictable and not closed_loop
         lookahead = len(self.instances) if predictable else 1
         # Without latencies, an arrival's admission and routing happen at its own tick, before anything else of
         # that tick but other arrivals. Deciding them at once gives the same order of effects, unless the
         # admission policy reads snapshots (it would see requests routed at the same tick): the heap is skipped.
         inline = adm_lat == 0 and route_lat == 0 and not self.admission.needs_snapshots
         upcoming: deque[Request] = deque(islice(arrivals, lookahead))
+        observer = self.observer
+        new_arrivals = self.new_arrivals
         events = 0
         while True:
             nxt = upcoming[0] if upcoming else None
             next_arrival = nxt.arrival if nxt is not None else NEVER
+            from_run = False  # the next arrival is one added during the run
+            if new_arrivals:
+                first = new_arrivals[0]
+                if first[0] < next_arrival or (nxt is not None and first[0] == next_arrival and first[1] < nxt.index):
+                    next_arrival = first[0]
+                    from_run = True
             heap = ctrl if ctrl and (not steps or ctrl[0] < steps[0]) else steps
             head = heap[0] if heap else None
             if next_arrival < NEVER and (head is None or next_arrival <= head[0]):
@@ -100,13 +123,17 @@ class ClusterSimulator:
                     break
                 self.clock = next_arrival
                 self.num_arrived += 1
-                arrived = upcoming.popleft()
+                arrived = heapq.heappop(new_arrivals)[2] if from_run else upcoming.popleft()
                 if not inline:
                     push(ctrl, (next_arrival + adm_lat, ADMISSION, next(seq), arrived))
-                elif self.admission.admit(arrived, None, next_arrival)[0]:
-                    self._route(arrived, next_arrival, push, ctrl, seq)
                 else:
-                    self._reject(arrived)
+                    admitted, reason = self.admission.admit(arrived, None, next_arrival)
+                    if observer is not None:
+                        observer.on_admission(arrived, next_arrival, admitted, reason)
+                    if admitted:
+                        self._route(arrived, next_arrival, push, ctrl, seq)
+                    else:
+                        self._reject(arrived)
                 upcoming.extend(islice(arrivals, lookahead - len(upcoming)))
                 events += 1
                 if on_progress is not None and not events & 0xFFF:
@@ -120,7 +147,9 @@ class ClusterSimulator:
             assert now >= self.clock, "clock went backwards"
             self.clock = now
             if kind == STEP:
-                if ctrl:
+                if closed_loop:
+                    bound = now + 1  # one boundary: a completion may add an arrival at any later tick
+                elif ctrl:
                     bound = ctrl[0][0]
                     if next_arrival < bound:
                         bound = next_arrival
@@ -144,8 +173,10 @@ class ClusterSimulator:
             elif kind == ROUTING:
                 self._route(payload, now, push, ctrl, seq)
             else:  # ADMISSION
-                snaps = self.snapshots() if self.admission.needs_snapshots else None
-                admitted, _reason = self.admission.admit(payload, snaps, now)
+                snaps = self.snapshots(now) if self.admission.needs_snapshots else None
+                admitted, reason = self.admission.admit(payload, snaps, now)
+                if observer is not None:
+                    observer.on_admission(payload, now, admitted, reason)
                 if admitted:
                     push(ctrl, (now + route_lat, ROUTING, next(seq), payload))
                 else:
@@ -160,13 +191,15 @@ class ClusterSimulator:
         self.num_rejected += 1
 
     def _route(self, req: Request, now: int, push, heap, seq) -> None:
-        snaps = self.snapshots() if self.routing.needs_snapshots else None
+        observer = self.observer
+        snaps = self.snapshots(now) if self.routing.needs_snapshots or observer is not None else None
         target = self.routing.choose(req, snaps)
         inst = self.instances[target]
         req.instance = target
-        inst.num_pending += 1
-        inst.stats.injected += 1
+        delay = inst.assign(req)
         self.num_routed += 1
         if self.keep_routed:
             self.routed.append(req)
-        push(heap, (now + inst.latency.queueing_time(req.num_prompt_tokens), ENQUEUE, next(seq), (req, inst)))
+        if observer is not None:
+            observer.on_routing(req, now, target, snaps)  # type: ignore[arg-type]
+        push(heap, (now + delay, ENQUEUE, next(seq), (req, inst)))

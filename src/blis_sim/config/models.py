@@ -8,9 +8,22 @@ Field names are the ``blis run`` flag names with underscores, so an error on ``w
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from .names import (
+    ADMISSION_POLICIES,
+    ARRIVAL_PROCESSES,
+    LATENCY_MODELS,
+    LOG_LEVELS,
+    PRESETS,
+    PRIORITY_POLICIES,
+    ROUTING_POLICIES,
+    SCHEDULERS,
+    TRACE_LEVELS,
+    WORKLOADS,
+)
 from .validators import (
     Coeffs3,
     FiniteGT0,
@@ -22,18 +35,12 @@ from .validators import (
     NonEmptyStr,
     one_of,
 )
-from typing import Annotated
 
-WORKLOADS = ("chatbot", "contentgen", "distribution", "multidoc", "summarization", "traces")
-PRESETS = ("chatbot", "contentgen", "multidoc", "summarization")
-ARRIVAL_PROCESSES = ("constant", "poisson")
-ADMISSION_POLICIES = ("always-admit", "token-bucket", "reject-all")
-ROUTING_POLICIES = ("round-robin", "least-loaded", "weighted", "prefix-affinity", "always-busiest")
-PRIORITY_POLICIES = ("constant", "slo-based", "inverted-slo")
-SCHEDULERS = ("fcfs", "priority-fcfs", "sjf", "reverse-priority")
-TRACE_LEVELS = ("none", "decisions")
-LATENCY_MODELS = ("auto", "blackbox", "roofline-v1", "roofline-v2")
-LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "trace", "fatal", "panic")
+__all__ = [  # the name sets are re-exported for the CLI and older imports
+    "ADMISSION_POLICIES", "ARRIVAL_PROCESSES", "LATENCY_MODELS", "LOG_LEVELS", "PRESETS", "PRIORITY_POLICIES",
+    "ROUTING_POLICIES", "SCHEDULERS", "TRACE_LEVELS", "WORKLOADS", "ClusterConfig", "EngineConfig", "LatencyConfig",
+    "OutputConfig", "SimulationConfig", "UNLIMITED_HORIZON", "WorkloadConfig",
+]
 
 UNLIMITED_HORIZON = 2**63 - 1
 
@@ -44,6 +51,16 @@ class _Section(BaseModel):
     def is_set(self, name: str) -> bool:
         """True when the field was given explicitly (flag passed / keyword given)."""
         return name in self.model_fields_set
+
+
+def _known_hardware_keys(overrides: tuple[tuple[str, float], ...]) -> tuple[tuple[str, float], ...]:
+    from ..latency.hardware import KEYS  # imported here: the latency package imports this module
+
+    unknown = [key for key, _ in overrides if key not in KEYS]
+    if unknown:
+        raise ValueError(f"unknown hardware calibration key(s) {', '.join(map(repr, unknown))} (keys, spelled as in "
+                         f"hardware_config.json: {', '.join(KEYS)})")
+    return overrides
 
 
 class LatencyConfig(_Section):
@@ -61,6 +78,10 @@ class LatencyConfig(_Section):
     bench_data_path: Path | None = None
     # "auto": roofline v2 with --bench-data-path, v1 with the two roofline files, else blackbox (the seed's rule)
     latency_model: Annotated[str, one_of(*LATENCY_MODELS)] = "auto"
+    # Library only (no flag): calibration keys in hardware_config.json spelling, e.g. ("mfuPrefill", 0.6), replacing
+    # the GPU entry's values for this run (latency/select.py). ``blis calibrate`` prices its candidates with them
+    # instead of writing a hardware config per candidate. The values are checked with the entry (check_v1/check_v2).
+    hardware_overrides: Annotated[tuple[tuple[str, float], ...], AfterValidator(_known_hardware_keys)] = ()
 
     @model_validator(mode="after")
     def _explicit_tp(self) -> "LatencyConfig":
@@ -84,6 +105,9 @@ class EngineConfig(_Section):
     kv_offload_threshold: Fraction01 = 0.9
     kv_transfer_bandwidth: FiniteGT0 = 100.0
     kv_transfer_base_latency: IntGE0 = 0
+    # per-instance policies: the waiting queue's order and preemption victims, and request priorities (§11.3-§11.4)
+    scheduler: Annotated[str, one_of(*SCHEDULERS)] = "fcfs"
+    priority_policy: Annotated[str, one_of(*PRIORITY_POLICIES)] = "constant"
 
 
 class WorkloadConfig(_Section):
@@ -136,8 +160,6 @@ class ClusterConfig(_Section):
     token_bucket_refill_rate: FiniteGT0 = 1000.0
     routing_policy: Annotated[str, one_of(*ROUTING_POLICIES)] = "round-robin"
     routing_scorers: str = ""
-    priority_policy: Annotated[str, one_of(*PRIORITY_POLICIES)] = "constant"
-    scheduler: Annotated[str, one_of(*SCHEDULERS)] = "fcfs"
     policy_config: Path | None = None
     snapshot_refresh_interval: IntGE0 = 0
 

@@ -1,9 +1,14 @@
 """One simulated vLLM server: waiting queue, running batch, KV cache and latency model (ENGINE.md §7).
 
-The cluster loop calls two methods: ``enqueue`` when a routed request reaches the waiting queue, and ``step`` at
-each step boundary. ``step`` applies the results of the step that just ended, then forms and prices the next one
-and returns its end tick. Token outputs, completions and KV releases happen at step end; allocations and
-preemptions at step start.
+The face the cluster sees is narrow: ``assign`` when a request is routed here (it counts as pending until it
+arrives), ``enqueue`` when it reaches the waiting queue, ``step`` at each step boundary, ``snapshot`` for what a
+router may see, ``counters`` for the metrics, and ``finalize`` at the end. ``step`` applies the results of the step
+that just ended, then forms and prices the next one and returns its end tick. Token outputs, completions and KV
+releases happen at step end; allocations and preemptions at step start.
+
+The pieces inside: the scheduler (engine/scheduler.py) with its scheduling policy (engine/policy.py), the KV manager
+(kv/cache.py) with an optional tier below it, the synchronous fast path (engine/fast_path.py) and vLLM's asynchronous
+loop (``_step_async`` below). An optional observer (engine/observer.py) hears of every formed step and completion.
 """
 
 from __future__ import annotations
@@ -15,15 +20,18 @@ from mypy_extensions import mypyc_attr
 
 from ..config import EngineConfig
 from ..kv.cache import KVCacheManager
+from ..kv.tier import KVTier
 from ..latency.base import LatencyModel
-from ..metrics.counters import InstanceStats
+from ..metrics.counters import InstanceCounters, InstanceStats
 from ..metrics.histogram import add_count
 from ..request import Request, RequestStatus
-from .async_loop import step_async
+from ..step import NEVER, StepRecord
 from .cohort import DecodeCohort, by_seq
-from .fast_path import apply_cohort, finish_cohort, form_fast, skip_ahead
+from .fast_path import FastPath
+from .observer import Observer
+from .policy import SCHEDULING_POLICIES, SchedulingPolicy
 from .scheduler import Scheduler
-from .step import NEVER, StepRecord
+from .snapshot import KVSignals, Snapshot
 
 log = logging.getLogger("blis_sim")
 
@@ -44,7 +52,8 @@ class Instance:
         "max_model_len",
         "block_size",
         "output_token_time",
-        "skip_ahead",
+        "fast",
+        "stretches",
         "asynchronous",
         "fifo",
         "device_free",
@@ -52,9 +61,9 @@ class Instance:
         "step_pending",
         "num_pending",
         "cohort",
-        "decode_memo",
-        "memo_stride",
-        "price_each_decode",
+        "fast_path",
+        "observer",
+        "signals",
     )
 
     def __init__(
@@ -65,31 +74,48 @@ class Instance:
         latency: LatencyModel,
         skip_ahead: bool = True,
         decode_memo: dict[int, int] | None = None,
+        policy: SchedulingPolicy | None = None,
+        observer: Observer | None = None,
+        tier: KVTier | None = None,
+        snapshot_refresh_interval: int = 0,
     ) -> None:
         self.index = index
         self.name = f"instance_{index}"
-        self.kv = KVCacheManager(total_kv_blocks, cfg.block_size_in_tokens)
+        self.kv = KVCacheManager(total_kv_blocks, cfg.block_size_in_tokens, tier)
         self.stats = InstanceStats()
-        self.scheduler = Scheduler(cfg, self.kv, self.stats.scheduling_delay.counts)
+        if policy is None:
+            policy = SCHEDULING_POLICIES[cfg.scheduler]()
+        self.scheduler = Scheduler(cfg, self.kv, self.stats.scheduling_delay.counts, policy)
         self.latency = latency
         self.max_model_len = cfg.max_model_len
         self.block_size = cfg.block_size_in_tokens
         self.output_token_time = latency.output_token_time()
         self.asynchronous = cfg.async_scheduling  # vLLM's async scheduler loop (§7.8)
-        self.skip_ahead = skip_ahead and not self.asynchronous  # advance stable decode stretches at once (§7.6)
+        # the decode cohort (§7.6), where the scheduling policy allows it
+        self.fast = skip_ahead and not self.asynchronous and policy.fast_path
+        # stable decode stretches advanced in one go; not while an observer wants to hear of every step
+        self.stretches = self.fast and observer is None
         self.fifo: deque[StepRecord] = deque()  # async: formed batches not applied yet, oldest first
         self.device_free = 0  # async: tick at which the last formed batch ends
         self.in_flight: StepRecord | None = None
         self.step_pending = False
         self.num_pending = 0  # routed here, not yet in the waiting queue
-        self.cohort = DecodeCohort(self.block_size)  # steady decoders of the fast path (skip_ahead only)
-        # decode-only step durations by context sum * stride + batch size; instances with the same latency model
-        # and engine settings may share one (the model is a pure function)
-        self.decode_memo: dict[int, int] = {} if decode_memo is None else decode_memo
-        self.memo_stride = cfg.max_num_running_reqs + 1
-        self.price_each_decode = latency.decode_is_cheap()  # a compiled model: cheaper to call than to look up
+        self.cohort = DecodeCohort(self.block_size)  # steady decoders of the fast path
+        self.fast_path = FastPath(
+            self.scheduler, self.cohort, self.kv, latency, self.stats, self.block_size, cfg.max_num_running_reqs,
+            {} if decode_memo is None else decode_memo,
+        )
+        self.observer = observer
+        self.signals = KVSignals(snapshot_refresh_interval)
 
-    # -- ENQUEUE ----------------------------------------------------------------------------------------------
+    # -- the cluster's face -----------------------------------------------------------------------------------
+    def assign(self, req: Request) -> int:
+        """A request routed here: it counts as pending and injected; returns the ticks until it reaches the
+        waiting queue (the latency model's queueing time), when the cluster calls ``enqueue``."""
+        self.num_pending += 1
+        self.stats.injected += 1
+        return self.latency.queueing_time(req.num_prompt_tokens)
+
     def enqueue(self, req: Request, now: int) -> bool:
         """Put a routed request in the waiting queue; True when the caller must schedule a STEP at ``now``."""
         self.num_pending -= 1
@@ -104,12 +130,51 @@ class Instance:
             self._drop(req, REASON_KV)
             return False
         req.status = RequestStatus.WAITING
-        self.scheduler.waiting.append(req)
+        self.scheduler.policy.add(req)
         self.stats.total_input_tokens += P
         if self.step_pending:
             return False
         self.step_pending = True
         return True
+
+    def snapshot(self, now: int) -> Snapshot:
+        """What a router may see of this instance at ``now`` (§6.2): queue depth, batch size and pending requests
+        exact; the KV fields as of the last refresh (every call with the default interval 0)."""
+        kv = self.kv
+        signals = self.signals
+        if signals.stale(now):
+            signals.refresh(now, kv.usage(), kv.num_blocks - kv.num_used,
+                            kv.hit_tokens / kv.query_tokens if kv.query_tokens else 0.0)
+        return Snapshot(
+            queue_depth=len(self.scheduler.policy),
+            batch_size=self.num_running,
+            pending_requests=self.num_pending,
+            kv_utilization=signals.kv_utilization,
+            free_kv_blocks=signals.free_kv_blocks,
+            cache_hit_rate=signals.cache_hit_rate,
+        )
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self.scheduler.policy)
+
+    @property
+    def num_running(self) -> int:
+        return len(self.scheduler.running) + self.cohort.size
+
+    def counters(self) -> InstanceCounters:
+        """Everything the metrics read of this instance (after ``finalize``)."""
+        sched = self.scheduler
+        return InstanceCounters(
+            name=self.name,
+            stats=self.stats,
+            still_queued=len(sched.policy) + self.num_pending,
+            still_running=len(sched.running),
+            preemptions=sched.num_preemptions,
+            self_preemptions=sched.num_self_preemptions,
+            prefix_query_tokens=self.kv.query_tokens,
+            prefix_hit_tokens=self.kv.hit_tokens,
+        )
 
     def _drop(self, req: Request, reason: str) -> None:
         req.status = RequestStatus.DROPPED
@@ -130,36 +195,42 @@ class Instance:
         ``bound`` is the earliest tick at which anything outside this instance can act on it or look at it (the
         next arrival or control-plane event, or just past the horizon). On the fast path every boundary before
         it is taken here, without a round trip through the event queue, and stable decode stretches in one go
-        (``fast_path.skip_ahead``); single stepping (``skip_ahead`` off) takes one boundary per call.
+        (``FastPath.skip_ahead``); single stepping (the reference scheduler) takes one boundary per call.
         """
         self.step_pending = False
         stats = self.stats
         if self.asynchronous:
             stats.last_event_time = now
-            return step_async(self, now)
+            return self._step_async(now)
         sched = self.scheduler
-        fast = self.skip_ahead
+        policy = sched.policy
+        fast = self.fast
+        observer = self.observer
         while True:
             stats.last_event_time = now
             applied = self.in_flight
             if applied is not None:
                 self.in_flight = None
                 self.apply_step(applied, now)
-            if not sched.waiting and not sched.running and not self.cohort.size:
+            if not len(policy) and not sched.running and not self.cohort.size:
                 self.step_pending = False
                 return None
-            step = form_fast(self, now) if fast else sched.schedule(now)
-            stats.hol_sum += len(sched.waiting)
+            step = self.fast_path.form(now) if fast else sched.schedule(now)
+            stats.hol_sum += len(policy)
             stats.hol_steps += 1
             stats.num_steps += 1
             self.step_pending = True
             assert step.requests or step.cohort_size, "internal error: empty batch with pending work"
-            end = now + self.latency.step_time(step)
+            end = now + self.latency.step_time(step) + step.transfer_time
+            step.end = end
+            if observer is not None:
+                observer.on_step(self.index, step)
             if not fast or end >= bound:
                 self.in_flight = step
                 return end
-            if not step.requests and not step.preempted:  # the cohort alone: stable until it changes
-                end = skip_ahead(self, step, end, bound)
+            if self.stretches and not step.requests and not step.preempted:  # the cohort alone: stable until
+                end = self.fast_path.skip_ahead(step, end, bound)  # it changes
+                self.in_flight = step
                 if end >= bound:
                     return end
             else:
@@ -173,12 +244,12 @@ class Instance:
         a2 = self.output_token_time
         stats = self.stats
         itl = stats.itl.counts
-        finishing = apply_cohort(self, step, now) if step.cohort_size else None
+        finishing = self.fast_path.apply_cohort(step, now) if step.cohort_size else None
         finished_running = finished_waiting = False
         asynchronous = self.asynchronous
         for req in step.emits:
             if finishing and finishing[0].seq < req.seq:
-                finishing = finish_cohort(self, finishing, req.seq, now)
+                finishing = self._finish_members(finishing, req.seq, now)
             req.num_placeholders -= 1
             N = req.num_output_tokens
             if N == 0:  # prefill-only: finishes without a token
@@ -208,18 +279,67 @@ class Instance:
                 self.finish(req, now, now - req.arrival + N * a2)
                 finished_running = True
         if finishing:
-            finish_cohort(self, finishing, NEVER, now)
+            self._finish_members(finishing, NEVER, now)
         if finished_running:
             sched = self.scheduler
             sched.running = [r for r in sched.running if r.status == RequestStatus.RUNNING]
             if finished_waiting:
-                sched.waiting = deque(r for r in sched.waiting if r.status == RequestStatus.WAITING)
+                sched.policy.retain_waiting()
+
+    def _finish_members(self, finishing: list[Request], before_seq: int, now: int) -> list[Request]:
+        """Finish the cohort members (out of the cohort already) admitted before ``before_seq``; returns the rest."""
+        a2 = self.output_token_time
+        i = 0
+        while i < len(finishing) and finishing[i].seq < before_seq:
+            r = finishing[i]
+            self.finish(r, now, now - r.arrival + r.num_output_tokens * a2)
+            i += 1
+        return finishing[i:]
+
+    # -- vLLM's asynchronous scheduling loop (§7.8): the next batch is formed while the current one runs ---------
+    def _step_async(self, now: int) -> int | None:
+        """Apply the batch that ends now, then form batches while the device is busy, so that at most two are in
+        flight (a FIFO). Returns the tick of the next STEP (the end of the oldest batch in flight), or None when
+        the instance goes idle."""
+        fifo = self.fifo
+        if fifo and fifo[0].end <= now:
+            self.apply_step(fifo.popleft(), now)
+        sched = self.scheduler
+        policy = sched.policy
+        while True:
+            if len(policy) or sched.running:
+                batch = self._form_async(now)
+                if not batch.requests:
+                    assert len(fifo) > 0, "internal error: empty batch with pending work"
+                fifo.append(batch)
+                if batch.requests and len(fifo) == 1 and batch.end > now:
+                    continue  # the device is busy with it: form the next batch at once
+            elif not fifo:
+                return None  # idle until the next ENQUEUE
+            oldest = fifo[0]
+            if oldest.end > now:
+                self.step_pending = True
+                return oldest.end
+            self.apply_step(fifo.popleft(), now)
+
+    def _form_async(self, now: int) -> StepRecord:
+        start = max(now, self.device_free)
+        sched = self.scheduler
+        step = sched.schedule(now, start)
+        if step.requests:
+            stats = self.stats
+            stats.hol_sum += len(sched.policy)
+            stats.hol_steps += 1
+            stats.num_steps += 1
+            step.end = start + self.latency.step_time(step) + step.transfer_time
+            self.device_free = step.end
+            if self.observer is not None:
+                self.observer.on_step(self.index, step)
+        else:
+            step.end = start  # an empty batch: no device time, produces nothing
+        return step
 
     # -- views for the world outside the hot loop -------------------------------------------------------------
-    @property
-    def num_running(self) -> int:
-        return len(self.scheduler.running) + self.cohort.size
-
     def running_requests(self) -> list[Request]:
         """Every running request in admission order, with explicit counters (the cohort's written back)."""
         if not self.cohort.size:
@@ -240,5 +360,7 @@ class Instance:
         self.kv.free(req)
         self.stats.completed += 1
         self.stats.e2e.add(e2e)
+        if self.observer is not None:
+            self.observer.on_completion(self.index, req, now)
         req.drop_tokens()  # free the token memory of finished requests
         req.block_keys = []

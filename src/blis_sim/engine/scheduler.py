@@ -1,21 +1,22 @@
 """Batch formation: the vLLM V1 scheduling pass (ENGINE.md §7.3).
 
 There are no phases: each request's computed tokens chase its known tokens, one token budget is spent on running
-requests first (in admission order), then on waiting ones. When a running request cannot get a block, the most
-recently admitted running request is preempted (recompute), possibly the request itself; after any preemption no
-waiting request is admitted in the same pass.
+requests first (in admission order), then on waiting ones. When a running request cannot get a block, the policy's
+victim is preempted (recompute; under FCFS the most recently admitted running request), possibly the request itself;
+after any preemption no waiting request is admitted in the same pass. The waiting queue and its order belong to the
+scheduling policy (engine/policy.py); KV blocks and their counters to the KV manager.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Final
 
 from ..config import EngineConfig
 from ..kv.cache import KVCacheManager
 from ..metrics.histogram import add_count
 from ..request import Request, RequestStatus
-from .step import StepRecord
+from ..step import StepRecord
+from .policy import SchedulingPolicy
 
 _WAITING: Final = RequestStatus.WAITING
 _RUNNING: Final = RequestStatus.RUNNING
@@ -25,7 +26,7 @@ class Scheduler:
     __slots__ = (
         "kv",
         "num_formations",
-        "waiting",
+        "policy",
         "running",
         "token_budget",
         "max_running",
@@ -37,10 +38,12 @@ class Scheduler:
         "scheduling_delays",
     )
 
-    def __init__(self, cfg: EngineConfig, kv: KVCacheManager, scheduling_delays: dict[int, int]) -> None:
+    def __init__(
+        self, cfg: EngineConfig, kv: KVCacheManager, scheduling_delays: dict[int, int], policy: SchedulingPolicy
+    ) -> None:
         self.kv = kv
         self.scheduling_delays = scheduling_delays  # histogram: first batch start - arrival, once per request
-        self.waiting: deque[Request] = deque()
+        self.policy = policy  # owns the waiting queue: its order and the preemption victims
         self.running: list[Request] = []  # admission order; victims come from the tail
         self.token_budget = cfg.max_num_scheduled_tokens
         self.max_running = cfg.max_num_running_reqs
@@ -51,6 +54,11 @@ class Scheduler:
         self.num_formations = 0  # batches formed by ``schedule`` (the fast path forms the others)
         self.num_admissions = 0  # also the admission sequence number (Request.seq) of the latest admission
 
+    @property
+    def waiting(self) -> SchedulingPolicy:
+        """The waiting queue, in the policy's order (iterable, with a length)."""
+        return self.policy
+
     def schedule(self, now: int, start: int | None = None) -> StepRecord:
         """Form the batch decided at ``now`` that runs from ``start`` (default ``now``; later when asynchronous
         scheduling forms it while the device is busy). Allocations and preemptions take effect immediately.
@@ -60,6 +68,9 @@ class Scheduler:
         """
         self.num_formations += 1
         start = now if start is None else start
+        policy = self.policy
+        if policy.reorders:
+            policy.before_formation(start)
         step = StepRecord(start)
         budget = self.token_budget
         thr = self.long_prefill_threshold
@@ -87,7 +98,7 @@ class Scheduler:
             # Most steps of a decode neither need a new block nor fill one: no KV call at all then.
             if target > len(req.blocks) * bs or min(target, known) // bs > req.num_cached_blocks:
                 while not kv.allocate_running(req, k, known):
-                    victim = running.pop()
+                    victim = policy.victim(running)
                     self._preempt(victim, step)
                     if victim is req:
                         self.num_self_preemptions += 1
@@ -108,16 +119,16 @@ class Scheduler:
         return step
 
     def admit_waiting(self, step: StepRecord, budget: int, num_running: int, start: int) -> None:
-        """Phase B: admit waiting requests in FCFS order while the budget, the running cap and the KV cache allow;
-        ``num_running`` counts every running request (also those the instance keeps outside ``running``)."""
-        waiting = self.waiting
+        """Phase B: admit waiting requests in the policy's order while the budget, the running cap and the KV cache
+        allow; ``num_running`` counts every running request (also those the instance keeps outside ``running``)."""
+        waiting = self.policy
         running = self.running
         kv = self.kv
         bs = self.block_size
         thr = self.long_prefill_threshold
         max_running = self.max_running
-        while waiting and budget > 0 and num_running < max_running:
-            req = waiting[0]
+        while len(waiting) and budget > 0 and num_running < max_running:
+            req = waiting.head()
             hits = kv.lookup(req)
             cached = len(hits) * bs
             num_tokens = req.num_prompt_tokens + req.num_generated
@@ -127,8 +138,8 @@ class Scheduler:
             if k > budget:
                 k = budget
             if not kv.allocate_waiting(req, hits, k):
-                break  # the head stays; nothing behind it runs (FCFS)
-            waiting.popleft()
+                break  # the head stays; nothing behind it runs (vLLM's scheduler stops at the first that fails)
+            waiting.pop_head()
             running.append(req)
             num_running += 1
             self.num_admissions += 1
@@ -136,14 +147,15 @@ class Scheduler:
             step.num_admitted += 1
             req.status = _RUNNING
             req.num_computed_tokens = cached
-            kv.query_tokens += num_tokens
-            kv.hit_tokens += cached
             if req.first_scheduled < 0:
                 req.first_scheduled = start
                 d = start - req.arrival
                 add_count(self.scheduling_delays, d, 1)
             self.record(step, req, k)
             budget -= k
+        if kv.transfer_time:  # blocks a KV tier loaded for the admitted requests: the step waits for them
+            step.transfer_time += kv.transfer_time
+            kv.transfer_time = 0
 
     @staticmethod
     def record(step: StepRecord, req: Request, k: int) -> None:
@@ -170,6 +182,6 @@ class Scheduler:
         self.kv.preempt(victim)
         victim.num_computed_tokens = 0
         victim.status = _WAITING
-        self.waiting.appendleft(victim)
+        self.policy.add_preempted(victim)
         self.num_preemptions += 1
         step.preempted.append(victim)

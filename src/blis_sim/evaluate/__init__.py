@@ -1,10 +1,11 @@
 """``blis evaluate``: the simulator against real vLLM measurements.
 
 Loaders (one module per ground-truth format) read files into format-independent ``Experiment`` objects; ``resolve``
-decides what each experiment is simulated with (model config, GPU entry, KV blocks, engine loop); ``workloads``
-builds the requests in memory; ``simulate`` runs one plan (in a worker process); ``scoring`` computes errors and
-MAPE; ``runner.evaluate`` ties them together; ``render``, ``plots`` and ``command`` are the terminal, PNG and CLI
-faces. The names below are imported on first use, so that ``blis --help`` stays quick.
+decides what each experiment is simulated with (model config, GPU entry, KV blocks, engine loop);
+``experiment.to_workload_description`` says what its points sent, for ``blis_sim.workload`` to build; ``simulate`` runs
+one plan (in a worker process) through ``api.prepare`` and ``api.execute``; ``scoring`` computes errors and MAPE;
+``runner.evaluate`` ties them together; ``render``, ``plots`` and ``command`` are the terminal, PNG and CLI faces.
+The names below are imported on first use, so that ``blis --help`` stays quick.
 """
 
 from __future__ import annotations

@@ -9,13 +9,13 @@ and stay in training.
 
 Each experiment is planned once, exactly as ``evaluate`` plans it (model, GPU, KV blocks, engine loop, workload), with
 fewer requests per point (concurrency-1 points fewer still: they do not queue, so their means settle fast); a
-candidate travels to the worker processes as the plans' ``hardware_override``, so no file is written per candidate
-and one process pool serves the whole fit; candidates already scored are cached. ``scipy.optimize.minimize``
-(bounded Nelder-Mead in units of the starting values, a fixed evaluation budget) minimises the mean over training
-points of each point's mean over TTFT mean/p90, ITL mean, E2E mean/p90 of |ln(predicted / measured)|, capped at
-ln 3: a log ratio treats too fast and too slow alike, and the cap keeps a few saturated points (whose TTFT can be off
-a hundredfold) from outweighing all others. Fitted values stay physical: MFUs and efficiencies in (0, 1], overheads
->= 0. The starting and the fitted entry are then scored on both sets.
+candidate travels to the worker processes in the plans' configuration (``LatencyConfig.hardware_overrides``), so no
+file is written per candidate and one process pool serves the whole fit; candidates already scored are cached.
+``scipy.optimize.minimize`` (bounded Nelder-Mead in units of the starting values, a fixed evaluation budget)
+minimises the mean over training points of each point's mean over TTFT mean/p90, ITL mean, E2E mean/p90 of
+|ln(predicted / measured)|, capped at ln 3: a log ratio treats too fast and too slow alike, and the cap keeps a few
+saturated points (whose TTFT can be off a hundredfold) from outweighing all others. Fitted values stay physical: MFUs
+and efficiencies in (0, 1], overheads >= 0. The starting and the fitted entry are then scored on both sets.
 """
 
 from __future__ import annotations
@@ -32,16 +32,17 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config.names import DEFAULT_GPU, ROOFLINE_MODELS
 from ..errors import InputError
 from .discover import GroundTruth, load_ground_truth
 from .experiment import Failure
 from .resolve import Unsimulatable, packaged_hardware_config
 from .runner import Options, plan_experiment, score_outcomes
 from .scoring import ScoredPoint, aggregate
-from .simulate import RunPlan, run_plan
+from .simulate import RunPlan, run_plan, with_hardware_overrides
 
 CALIBRATION_SCHEMA_VERSION = 2
-LATENCY_MODELS = ("roofline-v1", "roofline-v2")
+LATENCY_MODELS = ROOFLINE_MODELS  # the models whose constants can be fitted
 OBJECTIVE_METRICS = ("ttft_mean_ms", "ttft_p90_ms", "itl_mean_ms", "e2e_mean_ms", "e2e_p90_ms")
 LOG_ERROR_CAP = math.log(3.0)  # a point's error on one metric counts at most as a factor of 3
 # Keys fitted by default, per latency model (hardware_config.json spelling). v2 prices kernels from its fitted
@@ -88,7 +89,7 @@ Progress = Callable[[int, int, float], None]  # (evaluations done, budget, best 
 
 @dataclass(frozen=True)
 class CalibrateOptions:
-    hardware: str = "H100"
+    hardware: str = DEFAULT_GPU
     latency_model: str = "roofline-v1"
     holdout_fraction: float | None = None  # None with no holdout_experiments: DEFAULT_HOLDOUT
     holdout_experiments: tuple[str, ...] = ()
@@ -201,8 +202,7 @@ class _Scorer:
             self.plans.extend(plans)
 
     def points(self, override: dict[str, float], pool: Executor | None) -> tuple[list[ScoredPoint], list[Failure]]:
-        items = tuple(sorted(override.items()))
-        plans = [replace(p, hardware_override=items) for p in self.plans]
+        plans = [replace(p, cfg=with_hardware_overrides(p.cfg, override)) for p in self.plans]
         outcomes = list(pool.map(run_plan, plans)) if pool is not None else [run_plan(p) for p in plans]
         return score_outcomes(self.gt, outcomes, plans, self.contexts, self.options)
 

@@ -12,6 +12,7 @@ from typing import Callable, Iterator
 import click
 
 from .. import logging_setup
+from ..config.names import DEFAULT_GPU
 from ..errors import InputError
 from .experiment import METRICS
 
@@ -30,7 +31,7 @@ _COLUMNS = {"ttft_mean_ms": "TTFT", "ttft_p90_ms": "TTFT p90", "itl_mean_ms": "I
 )
 @click.option("--ground-truth", "ground_truth", required=True, type=click.Path(path_type=Path), metavar="PATH",
               help="A ground-truth file, an experiment folder, or a folder holding any mix of them.")
-@click.option("--hardware", default="H100", show_default=True, metavar="GPU",
+@click.option("--hardware", default=DEFAULT_GPU, show_default=True, metavar="GPU",
               help="The packaged hardware-config entry to fit; experiments whose files name another GPU are left out.")
 @click.option("--latency-model", "latency_model", default="roofline-v1", show_default=True, metavar="MODEL",
               help="The latency model whose constants are fitted: roofline-v1 or roofline-v2 (its overheads, "

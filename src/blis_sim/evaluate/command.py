@@ -14,9 +14,8 @@ from typing import Callable, Iterator
 import click
 
 from .. import logging_setup
+from ..config.names import DEFAULT_GPU, LATENCY_MODELS
 from ..errors import InputError
-
-_LATENCY_MODELS = ("auto", "blackbox", "roofline-v1", "roofline-v2")
 
 
 @click.command(
@@ -29,9 +28,9 @@ _LATENCY_MODELS = ("auto", "blackbox", "roofline-v1", "roofline-v2")
 )
 @click.option("--ground-truth", "ground_truth", required=True, type=click.Path(path_type=Path), metavar="PATH",
               help="A ground-truth file, an experiment folder, or a folder holding any mix of them.")
-@click.option("--hardware", default="H100", show_default=True, metavar="GPU",
+@click.option("--hardware", default=DEFAULT_GPU, show_default=True, metavar="GPU",
               help="GPU of experiments whose files do not name one (an entry of the packaged hardware config).")
-@click.option("--latency-model", "latency_model", type=click.Choice(_LATENCY_MODELS), default="auto",
+@click.option("--latency-model", "latency_model", type=click.Choice(LATENCY_MODELS), default="auto",
               show_default=True, help="auto = roofline-v1. blackbox uses the defaults-file coefficients where they "
                                       "exist for the model, GPU and TP (other experiments fail with the reason).")
 @click.option("--model-configs", "model_configs", type=click.Path(path_type=Path), default=None, metavar="DIR",

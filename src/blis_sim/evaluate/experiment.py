@@ -3,11 +3,15 @@
 An ``Experiment`` holds what the measured server was (model, GPU, TP, vLLM version, scheduler limits, KV blocks when
 recorded), what it was sent (a length model and, per point, how the requests arrived) and what was measured per
 point. Nothing here knows which file format it came from, beyond ``format`` and ``source`` for messages.
+``to_workload_description`` turns what an experiment's points sent into the simulator's ``WorkloadDescription``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+from ..workload.description import ClampedNormal, GaussianLengths, PromptPool, Stage, WorkloadDescription
 
 # The metrics compared, in report order (all ms except throughput, output tokens per second).
 METRICS = ("ttft_mean_ms", "ttft_p90_ms", "itl_mean_ms", "e2e_mean_ms", "e2e_p90_ms", "throughput_tokens_per_s")
@@ -140,3 +144,26 @@ class Failure:
     def to_dict(self) -> dict:
         return {"experiment": self.experiment, "point": self.point or None, "source": self.source,
                 "reason": self.reason}
+
+
+def to_workload_description(lengths: Lengths, loads: Sequence[tuple[Load, int]], staged: bool) -> WorkloadDescription:
+    """What one simulated run sends: the experiment's length model and one stage per point, each with its load's
+    pattern and rate and the number of requests to simulate (``loads``, in stage order).
+
+    Staged points (inference-perf stages) run back to back in one simulation; with synthetic lengths each stage
+    draws its own lengths and tokens (seed offset = its index), as inference-perf's ``random`` data does. A shared
+    prefix pool is one pool for all stages. An unstaged run has the one point of its plan.
+    """
+    pooled = isinstance(lengths, SharedPrefixPool)
+    stages = tuple(Stage(load.pattern, count, load.rate, seed_offset=i if staged and not pooled else 0)
+                   for i, (load, count) in enumerate(loads))
+    if isinstance(lengths, SharedPrefixPool):
+        pool = PromptPool(lengths.num_groups, lengths.prompts_per_group, lengths.system_prompt_len,
+                          lengths.question_len, lengths.output_len)
+        return WorkloadDescription(pool, stages)
+    gaussian = GaussianLengths(lengths.prefix_tokens, _normal(lengths.prompt), _normal(lengths.output))
+    return WorkloadDescription(gaussian, stages)
+
+
+def _normal(d: LengthDist) -> ClampedNormal:
+    return ClampedNormal(d.mean, d.stdev, d.min, d.max)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from ..config.defaults_file import CoeffRow, DefaultsFile, load_defaults, normal
 from ..errors import InputError
 from ..latency.hardware import HardwareCalib
 from ..latency.hf_config import ModelConfig, load_model_config
-from ..latency.kv_capacity import derive_kv_capacity
+from ..latency.kv_capacity import KVBlocks, resolve_kv_blocks
 from .experiment import Experiment
 
 ASYNC_SINCE = (0, 12)  # first vLLM release whose default loop is the asynchronous one (ENGINE.md §7.8)
@@ -97,27 +96,17 @@ def wants_async(version: str | None) -> bool:
     return v is None or v >= ASYNC_SINCE
 
 
-@dataclass(frozen=True)
-class KVBlocks:
-    usable: int  # the simulator's --total-kv-blocks
-    source: str  # "<file: field> (logged N, minus vLLM's null block)" or "derived: ..."
-    logged: int | None  # what vLLM logged / would log
-
-
 def kv_blocks(exp: Experiment, model: ModelConfig, hw: HardwareCalib) -> KVBlocks:
-    """The experiment's recorded block count less the null block, else the derivation from GPU memory."""
+    """The experiment's recorded block count less the null block, else the derivation from GPU memory at the
+    experiment's gpu_memory_utilization (``latency.kv_capacity.resolve_kv_blocks``, as ``blis run`` derives it)."""
     s = exp.server
-    if s.num_gpu_blocks is not None:
-        return KVBlocks(s.num_gpu_blocks - 1, f"{s.num_gpu_blocks_source} (logged {s.num_gpu_blocks} - 1 null block)",
-                        s.num_gpu_blocks)
     try:
-        cap = derive_kv_capacity(model, hw.memory_gb or 0.0, exp.tp, block_size=s.block_size,
+        return resolve_kv_blocks(model, hw, exp.tp, block_size=s.block_size,
                                  max_num_batched_tokens=s.max_num_batched_tokens,
-                                 gpu_memory_utilization=s.gpu_memory_utilization, gpu=hw.name)
+                                 gpu_memory_utilization=s.gpu_memory_utilization,
+                                 logged=s.num_gpu_blocks, logged_source=s.num_gpu_blocks_source)
     except InputError as exc:
         raise Unsimulatable(str(exc)) from None
-    return KVBlocks(cap.usable_blocks, f"derived from {hw.name} memory ({cap.kv_gib:.2f} GiB of KV cache)",
-                    cap.num_gpu_blocks)
 
 
 def blackbox_row(exp_model: str, gpu: str, tp: int, version: str | None, defaults: DefaultsFile) -> CoeffRow:

@@ -18,10 +18,11 @@ from pathlib import Path
 
 from .. import api
 from ..config import SimulationConfig
+from ..config.names import DEFAULT_GPU, LATENCY_MODELS
 from ..errors import InputError
 from ..latency.hardware import load_hardware
 from .discover import GroundTruth, load_ground_truth
-from .experiment import SEQUENTIAL, Experiment, Failure, SharedPrefixPool
+from .experiment import SEQUENTIAL, Experiment, Failure, SharedPrefixPool, to_workload_description
 from .resolve import (
     Unsimulatable,
     blackbox_row,
@@ -40,7 +41,6 @@ from .simulate import RunOutcome, RunPlan, run_plan
 log = logging.getLogger("blis_sim")
 
 REPORT_SCHEMA_VERSION = 1
-LATENCY_MODELS = ("auto", "blackbox", "roofline-v1", "roofline-v2")
 DEFAULT_REQUESTS_PER_POINT = 2000
 
 Progress = Callable[[int, int], None]  # (runs done, runs in all)
@@ -49,7 +49,7 @@ Progress = Callable[[int, int], None]  # (runs done, runs in all)
 @dataclass(frozen=True)
 class Options:
     latency_model: str = "auto"  # auto = roofline-v1 (the rule of `blis run` with model and hardware configs)
-    hardware: str = "H100"  # GPU of experiments whose files do not name one
+    hardware: str = DEFAULT_GPU  # GPU of experiments whose files do not name one
     model_configs: Path | None = None
     jobs: int | None = None  # worker processes; None: every core
     requests_per_point: int = DEFAULT_REQUESTS_PER_POINT
@@ -213,13 +213,15 @@ def plan_experiment(exp: Experiment, options: Options) -> tuple[dict, list[RunPl
     if isinstance(exp.lengths, SharedPrefixPool) or exp.staged:
         order = sorted(range(len(exp.points)), key=lambda i: exp.points[i].stage or 0)
         loads = tuple((exp.points[i].load, min(exp.points[i].load.num_requests, cap)) for i in order)
-        plans.append(RunPlan(exp.name, tuple(order), cfg, exp.lengths, loads,
-                             tuple(exp.points[i].itl_definition for i in order), staged=True))
+        plans.append(RunPlan(exp.name, tuple(order), cfg, to_workload_description(exp.lengths, loads, staged=True),
+                             loads, tuple(exp.points[i].itl_definition for i in order)))
     else:
         seq_cap = options.sequential_requests_per_point or cap
         for i, p in enumerate(exp.points):
             n = min(p.load.num_requests, seq_cap if p.load.pattern == SEQUENTIAL else cap)
-            plans.append(RunPlan(exp.name, (i,), cfg, exp.lengths, ((p.load, n),), (p.itl_definition,), staged=False))
+            load = ((p.load, n),)
+            plans.append(RunPlan(exp.name, (i,), cfg, to_workload_description(exp.lengths, load, staged=False), load,
+                                 (p.itl_definition,)))
     return ctx, plans
 
 

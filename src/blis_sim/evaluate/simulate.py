@@ -1,10 +1,10 @@
 """One simulated run of an evaluation and the predicted metrics of the points it covers.
 
-A ``RunPlan`` is plain, picklable data (the run's ``SimulationConfig``, the length model and the loads of its points),
-so plans travel to worker processes; ``run_plan`` builds the requests there, simulates through the public API
-(``api.execute`` on a ``PreparedRun``) and reduces the per-request records of each point to the compared metrics,
-computed the way the measurement defines them (percentiles linear-interpolated, ITL per ``ITL_DEFINITIONS``).
-Warnings the run logs are returned as notes rather than printed, so parallel runs print nothing.
+A ``RunPlan`` is plain, picklable data (the run's ``SimulationConfig`` and the ``WorkloadDescription`` of its points,
+one stage per point), so plans travel to worker processes. ``run_plan`` assembles the run there the way every run is
+assembled (``api.prepare`` then ``api.execute``) and reduces the per-request records of each point's segment to the
+compared metrics, computed the way the measurement defines them (percentiles linear-interpolated, ITL per
+``ITL_DEFINITIONS``). Warnings the run logs are returned as notes rather than printed, so parallel runs print nothing.
 """
 
 from __future__ import annotations
@@ -20,13 +20,8 @@ import numpy as np
 from .. import api
 from ..config import SimulationConfig
 from ..errors import InputError
-from ..latency.hardware import KEYS
-from ..latency.mfu.fitted import load_packaged_efficiency
-from ..latency.roofline_v1 import RooflineV1
-from ..latency.roofline_v2 import RooflineV2
-from ..latency.select import ResolvedLatency, resolve_latency
-from .experiment import ITL_BLIS, ITL_DECODE, ITL_POOLED, SEQUENTIAL, Lengths, Load, SharedPrefixPool
-from .workloads import Segment, shared_prefix_requests, staged_synthetic_requests, synthetic_requests
+from ..workload.description import PromptPool, WorkloadDescription
+from .experiment import ITL_BLIS, ITL_DECODE, ITL_POOLED, SEQUENTIAL, Load
 
 
 @dataclass(frozen=True)
@@ -34,22 +29,29 @@ class RunPlan:
     """What to simulate for one or more points of one experiment."""
 
     experiment: str
-    points: tuple[int, ...]  # indices into the experiment's points
-    cfg: SimulationConfig
-    lengths: Lengths
+    points: tuple[int, ...]  # indices into the experiment's points, in stage order
+    cfg: SimulationConfig  # calibration candidates are its latency.hardware_overrides
+    workload: WorkloadDescription  # one stage per point, in the order of ``points``
     loads: tuple[tuple[Load, int], ...]  # per point: its load and how many requests to simulate
     itl_definitions: tuple[str, ...]
-    staged: bool  # the points are consecutive stages of this one run
-    # Roofline-v1 calibration keys (hardware_config.json spelling) replacing the GPU entry's values for this run;
-    # ``blis calibrate`` prices its candidates with it, without writing a hardware config per candidate.
-    hardware_override: tuple[tuple[str, float], ...] = ()
 
     @property
-    def cost(self) -> int:
+    def cost(self) -> int | float:
         """A rough work estimate (tokens sent) for scheduling the longest runs first."""
-        per_request = (self.lengths.max_total_tokens if isinstance(self.lengths, SharedPrefixPool)
-                       else self.lengths.prefix_tokens + self.lengths.prompt.mean + self.lengths.output.mean)
+        src = self.workload.source
+        if isinstance(src, PromptPool):
+            per_request = src.system_prompt_len + src.question_len + src.output_len
+        else:
+            per_request = src.prefix_tokens + src.prompt.mean + src.output.mean  # type: ignore[union-attr]
         return per_request * sum(n for _, n in self.loads)
+
+
+def with_hardware_overrides(cfg: SimulationConfig, overrides: dict[str, float]) -> SimulationConfig:
+    """``cfg`` with ``overrides`` (calibration keys, hardware_config.json spelling) as its latency model's
+    ``hardware_overrides``, in sorted key order; every field keeps whether it was given explicitly."""
+    latency = cfg.latency.model_dump(exclude_unset=True)
+    latency["hardware_overrides"] = tuple(sorted(overrides.items()))
+    return cfg.model_copy(update={"latency": type(cfg.latency).model_validate(latency)})
 
 
 @dataclass
@@ -74,13 +76,9 @@ def run_plan(plan: RunPlan) -> RunOutcome:
     started = time.perf_counter()
     with _captured_warnings() as warnings:
         try:
-            requests, segments = _requests(plan)
-            cfg = plan.cfg
-            api.check_available(cfg)
-            resolved = resolve_latency(cfg.latency, cfg.engine)
-            if plan.hardware_override:
-                resolved = _with_hardware(resolved, dict(plan.hardware_override), cfg.latency.alpha_coeffs)
-            results = api.execute(api.PreparedRun(cfg, resolved, requests, len(requests)), collect_requests=True)
+            prepared = api.prepare(plan.cfg, plan.workload)
+            requests = list(prepared.requests)  # kept: each point's records are found through its requests
+            results = api.execute(replace(prepared, requests=requests), collect_requests=True)
         except InputError as exc:
             return RunOutcome(plan.experiment, [], error=str(exc), wall_s=time.perf_counter() - started)
         except Exception as exc:  # noqa: BLE001 - one broken run must not stop an evaluation; report it instead
@@ -88,10 +86,11 @@ def run_plan(plan: RunPlan) -> RunOutcome:
                               wall_s=time.perf_counter() - started)
     records = {rec["requestID"]: rec for rec in results.requests or []}
     predictions = []
-    for point, (load, _), itl, seg in zip(plan.points, plan.loads, plan.itl_definitions, segments):
-        recs = [records[r.id] for r in requests[seg.start:seg.stop] if r.id in records]
+    for point, (load, _), itl, seg in zip(plan.points, plan.loads, plan.itl_definitions, prepared.segments):
+        sent = [r for r in requests if seg.start <= r.index < seg.stop]
+        recs = [records[r.id] for r in sent if r.id in records]
         notes = []
-        dropped = (seg.stop - seg.start) - len(recs)
+        dropped = len(sent) - len(recs)
         if dropped:
             notes.append(f"{dropped} simulated request(s) dropped as unservable")
         if load.pattern == SEQUENTIAL and _overlapping(recs):
@@ -99,33 +98,6 @@ def run_plan(plan: RunPlan) -> RunOutcome:
         predicted = point_metrics(recs, itl, load.pattern == SEQUENTIAL) if recs else {}
         predictions.append(PointPrediction(point, predicted, seg.stop - seg.start, notes))
     return RunOutcome(plan.experiment, predictions, wall_s=time.perf_counter() - started, warnings=warnings)
-
-
-def _with_hardware(resolved: ResolvedLatency, override: dict[str, float], alpha) -> ResolvedLatency:
-    """``resolved`` with its roofline model rebuilt on the GPU entry with ``override``'s keys replaced (the KV
-    capacity is kept: evaluation plans always state it). For roofline v2 the entry is the one v2 reads (its
-    ``rooflineV2`` keys applied), and only the shipped fitted kernel model can be rebuilt."""
-    model = resolved.model
-    hw = replace(model.hw, **{KEYS[key]: float(value) for key, value in override.items()}) \
-        if isinstance(model, (RooflineV1, RooflineV2)) else None
-    if isinstance(model, RooflineV1):
-        hw.check_v1()
-        return replace(resolved, model=RooflineV1(model.model_cfg, hw, model.tp, alpha))
-    if isinstance(model, RooflineV2) and model.kernels.get("kernels") == "fitted":
-        hw.check_v2()
-        eff = load_packaged_efficiency(model.hw.name)
-        return replace(resolved, model=RooflineV2.fitted(model.model_cfg, hw, model.tp, eff, alpha))
-    raise InputError(f"a hardware-calibration override needs roofline v1 or v2 (fitted kernels), not {resolved.kind}")
-
-
-def _requests(plan: RunPlan) -> tuple[list, list[Segment]]:
-    if isinstance(plan.lengths, SharedPrefixPool):
-        return shared_prefix_requests(plan.lengths, list(plan.loads), plan.cfg.seed)
-    if plan.staged:
-        return staged_synthetic_requests(plan.lengths, list(plan.loads), plan.cfg.seed)
-    load, count = plan.loads[0]
-    requests = synthetic_requests(plan.lengths, load, count, plan.cfg.seed)
-    return requests, [Segment(0, len(requests))]
 
 
 def point_metrics(records: list[dict], itl_definition: str, sequential: bool) -> dict[str, float]:

@@ -11,16 +11,20 @@ first-out), so the first one met is the stale one.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Callable, Final
 
 COMPACT_AT: Final = 4096  # entries consumed from the head of ``released`` before the list is compacted
 
 
 class BlockPool:
-    __slots__ = ("num_blocks", "ref_cnt", "key", "num_touched", "released", "head_pos", "stale", "index", "num_used")
+    __slots__ = (
+        "num_blocks", "ref_cnt", "key", "num_touched", "released", "head_pos", "stale", "index", "num_used", "on_evict"
+    )
 
-    def __init__(self, num_blocks: int) -> None:
+    def __init__(self, num_blocks: int, on_evict: Callable[[int, int], None] | None = None) -> None:
         self.num_blocks = num_blocks
+        # called with (key, blocks in use before the reuse) when a key leaves the GPU: the KV manager's tier hook
+        self.on_evict = on_evict
         self.ref_cnt: list[int] = []  # per touched block
         self.key: list[int | None] = []  # prefix key of a full block, kept while the block is free
         self.num_touched = 0  # ids >= this were never used: they sit at the head of the free queue, in order
@@ -60,6 +64,8 @@ class BlockPool:
         holders = self.index[old]
         if len(holders) == 1:
             del self.index[old]
+            if self.on_evict is not None:
+                self.on_evict(old, self.num_used - 1)
         else:
             holders.remove(block)
 
@@ -95,7 +101,7 @@ class BlockPool:
         rest = n - fresh
         if not rest:
             return out
-        if self.stale:  # stale entries to skip: one at a time
+        if self.stale or self.on_evict is not None:  # stale entries to skip, or evictions to report: one at a time
             for _ in range(rest):
                 out.append(self.take())
             return out

@@ -1,7 +1,10 @@
 """Per-instance KV cache manager: the four questions the scheduler asks (ENGINE.md §8.3–§8.5).
 
 ``lookup`` (prefix-cache hits of a waiting request), ``allocate_running`` / ``allocate_waiting`` (all-or-nothing:
-``False`` means "does not fit", and the caller picks a victim), ``free``, and ``usage``. The key of block j is the
+``False`` means "does not fit", and the caller picks a victim), ``free``, and ``usage``; for the fast path, which
+moves the decode cohort's blocks itself, ``num_free``, ``grow`` and ``grow_by``. Every GPU block that enters or leaves
+a request goes through these methods, and the manager owns the counters of them (prefix-cache queries and hits,
+§8.7). A KV tier below the GPU (kv/tier.py) is called from here, at eviction and at admission. The key of block j is the
 128-bit XXH3 digest of every token up to the end of block j (so it depends on the whole prefix, like vLLM's
 chained block hashes), computed for all of a request's blocks in one pass and cached on the request; equal
 prefixes give equal keys in every process.
@@ -23,16 +26,36 @@ from xxhash import xxh3_128
 
 from ..request import Request
 from .block_pool import BlockPool
+from .tier import KVTier
 
 MIN_DEFERRED_BLOCK: Final = 8  # tokens per block from which independent random requests never share a block (135 bits)
 
 
-class KVCacheManager:
-    __slots__ = ("pool", "block_size", "num_blocks", "query_tokens", "hit_tokens", "can_defer")
+def add_prefix_keys(keys: list[int], data: bytes, block_size: int) -> None:
+    """Append to ``keys`` the key of every full block of the int64 tokens in ``data``: the 128-bit XXH3 digest of all
+    tokens up to the end of the block. The same function serves routers that keep their own index of where prefixes
+    were sent (prefix-affinity routing): equal prefixes give equal keys everywhere."""
+    step = block_size * 8  # int64 tokens
+    hasher = xxh3_128()
+    update = hasher.update
+    digest = hasher.intdigest
+    append = keys.append
+    for start in range(0, len(data) - step + 1, step):
+        update(data[start : start + step])
+        append(digest())
 
-    def __init__(self, num_blocks: int, block_size: int) -> None:
-        self.pool = BlockPool(num_blocks)
-        self.can_defer = block_size >= MIN_DEFERRED_BLOCK
+
+class KVCacheManager:
+    __slots__ = (
+        "pool", "block_size", "num_blocks", "query_tokens", "hit_tokens", "can_defer", "tier", "transfer_time"
+    )
+
+    def __init__(self, num_blocks: int, block_size: int, tier: KVTier | None = None) -> None:
+        self.tier = tier
+        self.pool = BlockPool(num_blocks, None if tier is None else tier.on_evict)
+        self.transfer_time = 0  # ticks of tier loads since the scheduler last moved them into a step
+        # the tier's keys go through the index like any other: deferring them would hide blocks from it
+        self.can_defer = block_size >= MIN_DEFERRED_BLOCK and tier is None
         self.num_blocks = num_blocks
         self.block_size = block_size
         self.query_tokens = 0  # prefix-cache queries, in tokens, per successful admission (§8.7)
@@ -45,15 +68,7 @@ class KVCacheManager:
         of an incremental hasher on first use and cached on the request."""
         keys = req.block_keys
         if not keys:
-            step = self.block_size * 8  # int64 tokens
-            data = req.tokens.tobytes()
-            hasher = xxh3_128()
-            update = hasher.update
-            digest = hasher.intdigest
-            append = keys.append
-            for start in range(0, len(data) - step + 1, step):
-                update(data[start : start + step])
-                append(digest())
+            add_prefix_keys(keys, req.tokens.tobytes(), self.block_size)
         return keys
 
     def register_full_blocks(self, req: Request, num_computed: int) -> None:
@@ -98,6 +113,10 @@ class KVCacheManager:
             if holders is None:
                 break
             hits.append(holders[0])  # the earliest-registered block holding the key
+        tier = self.tier
+        if tier is not None and len(hits) < limit:
+            # blocks the tier can load follow the GPU hits; -1 marks each (a block to allocate and fill)
+            hits.extend([-1] * tier.on_lookup(keys, len(hits), limit))
         return hits
 
     def allocate_running(self, req: Request, num_new_tokens: int, key_limit: int) -> bool:
@@ -117,7 +136,11 @@ class KVCacheManager:
         return True
 
     def allocate_waiting(self, req: Request, hits: list[int], num_new_tokens: int) -> bool:
-        """Admit a waiting request: share its hit blocks, add blocks for ``num_new_tokens`` more, or False."""
+        """Admit a waiting request: share its hit blocks, add blocks for ``num_new_tokens`` more, or False. On
+        success the admission counts as one prefix-cache query of the request's known tokens, with the hits as
+        its hit tokens (§8.7)."""
+        if self.tier is not None and hits and hits[-1] < 0:
+            return self._allocate_with_loads(req, hits, num_new_tokens)
         pool = self.pool
         num_hits = len(hits)
         target = num_hits * self.block_size + num_new_tokens
@@ -133,7 +156,47 @@ class KVCacheManager:
         blocks.extend(pool.take_many(needed))
         req.num_cached_blocks = num_hits
         self.register_full_blocks(req, target)
+        self.query_tokens += req.num_prompt_tokens + req.num_generated
+        self.hit_tokens += num_hits * self.block_size
         return True
+
+    def _allocate_with_loads(self, req: Request, hits: list[int], num_new_tokens: int) -> bool:
+        """``allocate_waiting`` when the tier loads the blocks marked -1 (after the GPU hits): they are allocated
+        like new blocks, keyed, and their transfer time is kept for the step being formed."""
+        pool = self.pool
+        bs = self.block_size
+        gpu = [b for b in hits if b >= 0]
+        num_hits = len(hits)
+        target = num_hits * bs + num_new_tokens
+        needed = -(-target // bs) - len(gpu)  # the loaded blocks are new blocks too
+        ref_cnt = pool.ref_cnt
+        revive = sum(1 for b in gpu if ref_cnt[b] == 0)
+        if needed > pool.num_blocks - pool.num_used - revive:
+            return False
+        blocks = req.blocks
+        for b in gpu:
+            pool.revive(b)
+            blocks.append(b)
+        blocks.extend(pool.take_many(needed))
+        req.num_cached_blocks = len(gpu)
+        keys = req.block_keys or self.keys_of(req)
+        self.transfer_time += self.tier.on_load(keys[len(gpu) : num_hits])  # type: ignore[union-attr]
+        self.register_full_blocks(req, target)
+        self.query_tokens += req.num_prompt_tokens + req.num_generated
+        self.hit_tokens += num_hits * bs
+        return True
+
+    # -- the fast path's block moves (the decode cohort; the caller checked ``num_free``) -------------------------
+    def num_free(self) -> int:
+        return self.pool.num_blocks - self.pool.num_used
+
+    def grow(self, req: Request) -> None:
+        """One more block at the end of a running request."""
+        req.blocks.append(self.pool.take())
+
+    def grow_by(self, req: Request, n: int) -> None:
+        """``n`` more blocks at the end of a running request."""
+        req.blocks.extend(self.pool.take_many(n))
 
     def preempt(self, req: Request) -> None:
         """Free the blocks of a preempted request, registering its deferred keys first: it will look them up."""

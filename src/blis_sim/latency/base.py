@@ -12,7 +12,7 @@ from typing import Final
 
 from mypy_extensions import mypyc_attr
 
-from ..engine.step import StepRecord
+from ..step import StepRecord
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)  # roofline v2 and the tests' models are interpreted subclasses

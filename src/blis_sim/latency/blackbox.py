@@ -12,7 +12,7 @@ from typing import Final
 
 import numpy as np
 
-from ..engine.step import StepRecord
+from ..step import StepRecord
 from .base import AlphaOverheads, compiled
 
 _COMPILED: Final = compiled(__file__)

@@ -19,6 +19,9 @@ ground truth (H100 80 GB; Llama-2-7B, CodeLlama-34B at two token budgets, Qwen2.
 
 CUDA-graph memory is captured after the KV cache is sized in vLLM 0.11 and is not subtracted. A GPU whose datasheet
 quotes decimal gigabytes of GDDR memory (L40S) is overestimated by a few percent: pass ``--total-kv-blocks`` there.
+
+``resolve_kv_blocks`` is the one place a run's block count is decided (``blis run``'s roofline resolution and
+``blis evaluate``'s experiments both call it): a stated count, else a count vLLM logged, else this derivation.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from ..errors import InputError
+from .hardware import HardwareCalib
 from .hf_config import ModelConfig
 
 GIB = 1 << 30
@@ -155,3 +159,47 @@ def derive_kv_capacity(
         bytes_per_block=per_block,
         num_gpu_blocks=blocks,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class KVBlocks:
+    """The KV blocks of one instance and where the count came from."""
+
+    usable: int  # the simulator's --total-kv-blocks
+    logged: int | None  # vLLM's num_gpu_blocks (its null block included) as logged or derived; None when stated
+    source: str  # for reports: the count's origin
+    derived: KVCapacity | None = None  # the derivation, when the count comes from GPU memory
+
+
+def resolve_kv_blocks(
+    m: ModelConfig,
+    hw: HardwareCalib,
+    tp: int,
+    *,
+    block_size: int,
+    max_num_batched_tokens: int,
+    gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION,
+    stated: int | None = None,
+    logged: int | None = None,
+    logged_source: str = "",
+    without_memory: int | None = None,
+) -> KVBlocks:
+    """The usable KV blocks of one instance of model ``m`` at TP ``tp`` on GPU entry ``hw``, first of:
+
+    1. ``stated``: a count given as such (``--total-kv-blocks``), used as is;
+    2. ``logged``: vLLM's ``num_gpu_blocks`` as a measurement recorded it (``logged_source``), less the null block;
+    3. ``without_memory`` when the entry has no ``memoryGB`` (``blis run`` keeps its default count);
+    4. the derivation from the entry's ``memoryGB`` (``derive_kv_capacity``), which raises ``InputError`` when the
+       entry has no usable memory figure or the model leaves no room for a KV cache.
+    """
+    if stated is not None:
+        return KVBlocks(stated, None, "stated (--total-kv-blocks)")
+    if logged is not None:
+        return KVBlocks(logged - 1, logged, f"{logged_source} (logged {logged} - 1 null block)")
+    if hw.memory_gb is None and without_memory is not None:
+        return KVBlocks(without_memory, None, f"default ({hw.name} has no memoryGB)")
+    cap = derive_kv_capacity(m, hw.memory_gb or 0.0, tp, block_size=block_size,
+                             max_num_batched_tokens=max_num_batched_tokens,
+                             gpu_memory_utilization=gpu_memory_utilization, gpu=hw.name)
+    return KVBlocks(cap.usable_blocks, cap.num_gpu_blocks,
+                    f"derived from {hw.name} memory ({cap.kv_gib:.2f} GiB of KV cache)", cap)

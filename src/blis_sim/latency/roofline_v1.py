@@ -32,11 +32,11 @@ from typing import Final
 
 import numpy as np
 
-from ..engine.step import StepRecord
 from ..errors import InputError
+from ..step import StepRecord
 from .base import AlphaOverheads, compiled, step_overhead_us
-from .hf_config import ModelConfig
 from .hardware import HardwareCalib
+from .hf_config import ModelConfig
 
 # Tuning constants of the reference (§2.3, §3.2, §6), named for what they scale.
 KV_READ_DECODE: Final = 0.80  # share of the cached KV actually read when n = 1

@@ -40,8 +40,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..engine.step import StepRecord
 from ..errors import InputError
+from ..step import StepRecord
 from .base import AlphaOverheads, step_overhead_us
 from .hardware import HardwareCalib
 from .hf_config import ModelConfig

@@ -8,25 +8,29 @@ the GPU; ``roofline-v1`` and ``blackbox`` insist on their inputs. The choice is 
 run never silently uses a GPU or TP the user did not ask for. In roofline mode without ``--total-kv-blocks`` the KV
 capacity is the block count vLLM would allocate on the GPU (``kv_capacity``), not the reference's 1,000,000. ``--vllm-version`` matches rows by release, so
 ``vllm/vllm-openai:v0.8.4``, ``v0.8.4`` and ``0.8.4`` select the same rows.
+
+``LatencyConfig.hardware_overrides`` (calibration keys in hardware_config.json spelling, e.g. a ``blis calibrate``
+candidate) replace the loaded GPU entry's values before the roofline model is built: v1 reads the entry with them,
+v2 the entry as v2 reads it (its ``rooflineV2`` keys applied) with them; v2 accepts them only with the shipped fitted
+kernel model, and blackbox models not at all.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..config.defaults_file import DefaultsFile, load_defaults
 from ..config.models import EngineConfig, LatencyConfig
 from ..errors import InputError
 from .base import LatencyModel
 from .blackbox import BlackboxModel
-from .hardware import HardwareCalib, load_hardware
+from .hardware import KEYS, HardwareCalib, load_hardware
 from .hf_config import ModelConfig, check_tp, load_model_config
-from .kv_capacity import DEFAULT_GPU_MEMORY_UTILIZATION, derive_kv_capacity
-from .mfu.fitted import load_packaged_efficiency
-from .mfu.tables import MFUDatabase
-from .roofline_v1 import RooflineV1
-from .roofline_v2 import RooflineV2
+from .kv_capacity import DEFAULT_GPU_MEMORY_UTILIZATION, resolve_kv_blocks
+
+# The roofline models and roofline v2's kernel tables are imported where a run uses them (``_roofline``): a blackbox
+# run never loads them.
 
 log = logging.getLogger("blis_sim")
 
@@ -60,6 +64,8 @@ def resolve_latency(lat: LatencyConfig, eng: EngineConfig) -> ResolvedLatency:
         return _roofline(lat, eng)
     if lat.bench_data_path is not None:
         raise InputError("--bench-data-path (roofline v2) needs --model-config-folder and --hardware-config")
+    if lat.hardware_overrides:
+        _refuse_overrides("blackbox")
     if any(lat.alpha_coeffs) or any(lat.beta_coeffs):
         if not any(lat.beta_coeffs):
             raise InputError(
@@ -118,15 +124,23 @@ def _roofline(lat: LatencyConfig, eng: EngineConfig) -> ResolvedLatency:
         )
     if any(lat.beta_coeffs):
         log.warning("--beta-coeffs %s ignored: roofline mode computes step times itself", _coeffs(lat.beta_coeffs))
+    from .mfu.fitted import load_packaged_efficiency
+    from .mfu.tables import MFUDatabase
+    from .roofline_v1 import RooflineV1
+    from .roofline_v2 import RooflineV2
+
     model_cfg = load_model_config(lat.model_config_folder)
     check_tp(model_cfg, tp)
     hw = load_hardware(lat.hardware_config, hardware)
     model: LatencyModel
     if version == "roofline-v1":
+        hw = _overridden(hw, lat.hardware_overrides)
         hw.check_v1()
         model = RooflineV1(model_cfg, hw, tp, lat.alpha_coeffs)
         log.info("latency model: roofline-v1 (%s on %s, TP %d)", model_cfg.source, hw.name, tp)
     elif lat.bench_data_path is not None:
+        if lat.hardware_overrides:
+            _refuse_overrides(version)
         hw = hw.for_v2()
         hw.check_v2()
         db = MFUDatabase.load(lat.bench_data_path, hardware, hw.tflops_peak, hw.bw_peak_tbs)
@@ -134,7 +148,7 @@ def _roofline(lat: LatencyConfig, eng: EngineConfig) -> ResolvedLatency:
         log.info("latency model: roofline-v2 with the kernel tables of %s (GPU folder %s, GEMM table read as %s)",
                  db.root, db.gpu_folder, db.gemm.dtype.upper())
     else:
-        hw = hw.for_v2()
+        hw = _overridden(hw.for_v2(), lat.hardware_overrides)
         hw.check_v2()
         eff = load_packaged_efficiency(hw.name)
         model = RooflineV2.fitted(model_cfg, hw, tp, eff, lat.alpha_coeffs)
@@ -150,22 +164,34 @@ def _roofline(lat: LatencyConfig, eng: EngineConfig) -> ResolvedLatency:
     )
 
 
+def _overridden(hw: HardwareCalib, overrides: tuple[tuple[str, float], ...]) -> HardwareCalib:
+    """``hw`` with the values of ``overrides``' keys (hardware_config.json spelling) replaced."""
+    if not overrides:
+        return hw
+    return replace(hw, **{KEYS[key]: float(value) for key, value in overrides})
+
+
+def _refuse_overrides(kind: str) -> None:
+    raise InputError(f"a hardware-calibration override needs roofline v1 or v2 (fitted kernels), not {kind}")
+
+
 def _roofline_kv_blocks(model_cfg: ModelConfig, hw: HardwareCalib, tp: int, eng: EngineConfig) -> int:
     """``--total-kv-blocks`` when given, else the blocks vLLM would allocate on this GPU (``kv_capacity``), with
     vLLM's default gpu_memory_utilization. A hardware entry without ``memoryGB`` keeps the 1,000,000-block default."""
-    if eng.is_set("total_kv_blocks"):
-        return eng.total_kv_blocks
-    if hw.memory_gb is None:
+    kv = resolve_kv_blocks(model_cfg, hw, tp, block_size=eng.block_size_in_tokens,
+                           max_num_batched_tokens=eng.max_num_scheduled_tokens,
+                           stated=eng.total_kv_blocks if eng.is_set("total_kv_blocks") else None,
+                           without_memory=eng.total_kv_blocks)
+    cap = kv.derived
+    if cap is not None:
+        log.info("KV capacity derived from GPU memory: %d blocks of %d tokens (%s: %.2f GiB x %.2f - weights %.2f GiB "
+                 "- activations %.2f GiB = %.2f GiB of KV cache, TP %d; vLLM would log num_gpu_blocks %d)",
+                 cap.usable_blocks, eng.block_size_in_tokens, hw.name, cap.visible_gib, DEFAULT_GPU_MEMORY_UTILIZATION,
+                 cap.weights_gib, cap.activation_gib + cap.non_torch_gib, cap.kv_gib, tp, cap.num_gpu_blocks)
+    elif not eng.is_set("total_kv_blocks"):
         log.info("hardware config %s has no memoryGB: KV capacity is the default %d blocks (give --total-kv-blocks "
                  "or memoryGB)", hw.name, eng.total_kv_blocks)
-        return eng.total_kv_blocks
-    cap = derive_kv_capacity(model_cfg, hw.memory_gb, tp, block_size=eng.block_size_in_tokens,
-                             max_num_batched_tokens=eng.max_num_scheduled_tokens, gpu=hw.name)
-    log.info("KV capacity derived from GPU memory: %d blocks of %d tokens (%s: %.2f GiB x %.2f - weights %.2f GiB - "
-             "activations %.2f GiB = %.2f GiB of KV cache, TP %d; vLLM would log num_gpu_blocks %d)",
-             cap.usable_blocks, eng.block_size_in_tokens, hw.name, cap.visible_gib, DEFAULT_GPU_MEMORY_UTILIZATION,
-             cap.weights_gib, cap.activation_gib + cap.non_torch_gib, cap.kv_gib, tp, cap.num_gpu_blocks)
-    return cap.usable_blocks
+    return kv.usable
 
 
 def _from_defaults(lat: LatencyConfig, eng: EngineConfig) -> ResolvedLatency:

@@ -1,13 +1,13 @@
 """Turn instance counters into the reference's metrics blocks (ENGINE.md §13.3, §14.2) and per-request records.
 
-Blocks are plain ordered dicts with the reference field names; ``report`` only formats them.
+Blocks are plain ordered dicts with the reference field names; ``report`` only formats them. The input is each
+instance's ``InstanceCounters`` (``Instance.counters()``), never the instance itself.
 """
 
 from __future__ import annotations
 
-from ..engine.instance import Instance
 from ..request import Request, RequestStatus
-from .counters import InstanceStats
+from .counters import InstanceCounters, InstanceStats
 from .histogram import IntHistogram
 
 _PERCENTILES = (90, 95, 99)
@@ -58,27 +58,27 @@ def metrics_block(
     return block
 
 
-def instance_block(inst: Instance, instance_id: str | None = None) -> dict:
+def instance_block(inst: InstanceCounters, instance_id: str | None = None) -> dict:
     return cluster_block([inst], instance_id or inst.name)
 
 
-def cluster_block(instances: list[Instance], instance_id: str = "cluster") -> dict:
+def cluster_block(instances: list[InstanceCounters], instance_id: str = "cluster") -> dict:
     return metrics_block(
         instance_id,
         [i.stats for i in instances],
-        still_queued=sum(len(i.scheduler.waiting) + i.num_pending for i in instances),
-        still_running=sum(len(i.scheduler.running) for i in instances),
-        preemptions=sum(i.scheduler.num_preemptions for i in instances),
-        self_preemptions=sum(i.scheduler.num_self_preemptions for i in instances),
+        still_queued=sum(i.still_queued for i in instances),
+        still_running=sum(i.still_running for i in instances),
+        preemptions=sum(i.preemptions for i in instances),
+        self_preemptions=sum(i.self_preemptions for i in instances),
         duration_ticks=max((i.stats.last_event_time for i in instances), default=0),
     )
 
 
-def kv_rates(instances: list[Instance], completed: int) -> dict[str, float]:
+def kv_rates(instances: list[InstanceCounters], completed: int) -> dict[str, float]:
     """Cluster KV section (§13.3): preemption rate, pooled prefix-cache hit rate, thrashing rate."""
-    preemptions = sum(i.scheduler.num_preemptions for i in instances)
-    queries = sum(i.kv.query_tokens for i in instances)
-    hits = sum(i.kv.hit_tokens for i in instances)
+    preemptions = sum(i.preemptions for i in instances)
+    queries = sum(i.prefix_query_tokens for i in instances)
+    hits = sum(i.prefix_hit_tokens for i in instances)
     return {
         "preemption_rate": preemptions / completed if completed else 0.0,
         "cache_hit_rate": hits / queries if queries else 0.0,
@@ -112,7 +112,7 @@ def request_record(req: Request) -> dict:
     return rec
 
 
-def hol_blocking_events(instances: list[Instance]) -> int:
+def hol_blocking_events(instances: list[InstanceCounters]) -> int:
     """Instances whose mean waiting-queue length per step exceeds twice the mean over instances (§12.3)."""
     if len(instances) < 2:
         return 0

@@ -1,11 +1,16 @@
 """Workload sources (ENGINE.md §10): where the requests of a run come from.
 
-``build_requests`` picks the source by the precedence of §10.1 and returns the requests lazily, in arrival order:
+Every run's requests are built the same way: a ``WorkloadDescription`` (``description``) is turned into requests by
+``builder.build``. ``workload_description`` fills one in from the ``blis run`` flags, picking the source by the
+precedence of §10.1:
 
 1. ``--workload-spec`` (not supported in this version yet);
 2. ``--workload traces``: a CSV trace (§10.3);
 3. ``--workload chatbot|summarization|contentgen|multidoc``: a preset from the defaults file's ``workloads``;
 4. ``--workload distribution``: the token-length flags.
+
+``build_requests`` does both steps and returns the requests lazily, in arrival order. Other front ends
+(``blis evaluate``'s measured benchmarks) fill in a description themselves and pass it to ``api.prepare``.
 """
 
 from __future__ import annotations
@@ -17,14 +22,32 @@ from typing import Any
 from ..config.models import PRESETS, WorkloadConfig
 from ..errors import InputError
 from ..request import Request
+from .builder import build
+from .description import (
+    ClampedNormal,
+    CsvTrace,
+    GaussianLengths,
+    PromptPool,
+    Segment,
+    Stage,
+    WorkloadDescription,
+)
 from .distribution import DistributionParams, LengthParams, generate, params_from_config, preset_params
 from .rng import Streams, stream
 from .traces import read_csv_trace
 
 __all__ = [
+    "ClampedNormal",
+    "CsvTrace",
     "DistributionParams",
+    "GaussianLengths",
     "LengthParams",
+    "PromptPool",
+    "Segment",
+    "Stage",
     "Streams",
+    "WorkloadDescription",
+    "build",
     "build_requests",
     "describe_workload",
     "generate",
@@ -32,19 +55,15 @@ __all__ = [
     "preset_params",
     "read_csv_trace",
     "stream",
+    "workload_description",
 ]
 
 log = logging.getLogger("blis_sim")
 
 
-def build_requests(
-    cfg: WorkloadConfig,
-    seed: int,
-    horizon: int | float,
-    presets: Mapping[str, Mapping[str, Any]],
-) -> Iterator[Request]:
-    """The run's requests in arrival order (lazily for generated workloads); ``presets`` is the defaults file's
-    ``workloads`` section. File and preset problems raise ``InputError`` here, before any request is produced."""
+def workload_description(cfg: WorkloadConfig, presets: Mapping[str, Mapping[str, Any]]) -> WorkloadDescription:
+    """The description of the ``blis run`` workload flags; ``presets`` is the defaults file's ``workloads``
+    section. Flag and preset problems raise ``InputError`` here (file contents are read by ``build``)."""
     if cfg.workload_spec is not None:
         raise InputError("--workload-spec: workload-spec YAML files are not supported in this version yet")
     if cfg.num_requests == 0 and (cfg.workload != "traces" or cfg.is_set("num_requests")):
@@ -56,7 +75,7 @@ def build_requests(
         if cfg.is_set("arrival_process"):
             log.warning("--arrival-process is ignored for --workload traces (arrival times come from the trace)")
         num_requests = cfg.num_requests if cfg.is_set("num_requests") else None
-        return iter(read_csv_trace(cfg.workload_traces_filepath, horizon, num_requests))
+        return WorkloadDescription(CsvTrace(cfg.workload_traces_filepath, num_requests))
     if cfg.workload in PRESETS:
         preset = presets.get(cfg.workload)
         if preset is None:
@@ -67,7 +86,20 @@ def build_requests(
         params = preset_params(cfg.workload, preset, cfg.rate, cfg.num_requests, cfg.arrival_process)
     else:
         params = params_from_config(cfg)
-    return generate(params, seed, horizon)
+    lengths = GaussianLengths(params.prefix_tokens, ClampedNormal.of(params.prompt), ClampedNormal.of(params.output))
+    return WorkloadDescription(lengths, (Stage(params.arrival_process, params.num_requests, params.rate),))
+
+
+def build_requests(
+    cfg: WorkloadConfig,
+    seed: int,
+    horizon: int | float,
+    presets: Mapping[str, Mapping[str, Any]],
+) -> Iterator[Request]:
+    """The run's requests in arrival order (lazily for generated workloads): ``workload_description`` then
+    ``build``. File and preset problems raise ``InputError`` here, before any request is produced."""
+    requests, _ = build(workload_description(cfg, presets), seed, horizon)
+    return iter(requests)
 
 
 def describe_workload(cfg: WorkloadConfig) -> str:

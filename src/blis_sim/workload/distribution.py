@@ -7,6 +7,11 @@ is written next to the draw:
 * ``workload/token``   the shared prefix first, then per request its prompt tokens, then its output tokens;
 * ``workload/length``  per request its prompt length, then its output length;
 * ``workload/arrival`` Poisson only: one exponential gap per request after the first.
+
+Besides the ``--arrival-process`` choices (constant, poisson) the generator produces the two arrival patterns that
+measured benchmarks use (``blis evaluate``): ``sequential`` (one request at a time, ``SEQUENTIAL_GAP_US`` apart) and
+``burst`` (every request at once). Like constant arrivals they draw no random number, so the lengths and tokens of
+a workload do not depend on its arrival pattern.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import math
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
@@ -31,7 +36,12 @@ log = logging.getLogger("blis_sim")
 
 TOKEN_ID_BOUND: Final = 128_000  # synthetic token IDs are uniform in [0, TOKEN_ID_BOUND)
 MAX_TOKEN_LENGTH: Final = 1_048_576  # every sampled length is clamped to this (ENGINE.md §2)
-ARRIVAL_PROCESSES = ("constant", "poisson")
+ARRIVAL_PROCESSES = ("constant", "poisson")  # the --arrival-process choices: arrivals at a rate
+SEQUENTIAL = "sequential"
+BURST = "burst"
+ARRIVAL_PATTERNS = ARRIVAL_PROCESSES + (SEQUENTIAL, BURST)  # everything the generator produces
+# Between consecutive sequential requests: 10 minutes, longer than any request takes, so they never overlap.
+SEQUENTIAL_GAP_US: Final = 600_000_000
 
 STREAM_ARRIVAL = "workload/arrival"
 STREAM_LENGTH = "workload/length"
@@ -63,12 +73,12 @@ class LengthParams:
 class DistributionParams:
     """Everything the distribution generator needs (one preset or the token-length flags)."""
 
-    rate: float  # requests per second
+    rate: float  # requests per second (constant and poisson arrivals; unused by sequential and burst)
     num_requests: int
     prefix_tokens: int  # length of the prefix shared by every request
     prompt: LengthParams  # prompt length, not counting the prefix
     output: LengthParams
-    arrival_process: str = "constant"
+    arrival_process: str = "constant"  # one of ARRIVAL_PATTERNS
 
 
 def round_half_up(x: float) -> int:
@@ -96,19 +106,24 @@ def generate(
     horizon: int | float,
     *,
     streams: Streams | None = None,
+    first_index: int = 0,
+    start_us: int = 0,
 ) -> Iterator[Request]:
     """Requests ``request_0, request_1, ...`` in arrival order, lazily; stops at the count or past ``horizon``.
 
     ``streams`` lets a run share its stream cache; by default fresh streams are derived from ``seed``.
+    ``first_index`` and ``start_us`` place the requests later in a longer workload (one stage of several): the
+    requests are numbered from ``first_index`` and every arrival is ``start_us`` later (the horizon applies to
+    the shifted arrivals). They change no draw.
     """
     _check(params)
-    return _generate(params, horizon, streams if streams is not None else Streams(seed))
+    return _generate(params, horizon, streams if streams is not None else Streams(seed), first_index, start_us)
 
 
 def _check(params: DistributionParams) -> None:
-    if params.arrival_process not in ARRIVAL_PROCESSES:
+    if params.arrival_process not in ARRIVAL_PATTERNS:
         raise InputError(f"--arrival-process must be one of constant, poisson; got {params.arrival_process!r}")
-    if not (math.isfinite(params.rate) and params.rate > 0):
+    if params.arrival_process in ARRIVAL_PROCESSES and not (math.isfinite(params.rate) and params.rate > 0):
         raise InputError(f"--rate must be a finite number > 0, got {params.rate}")
     if params.num_requests < 0:
         raise InputError(f"--num-requests must be an integer >= 0, got {params.num_requests}")
@@ -243,15 +258,19 @@ class _LazyTokens:
             head.block = _draw_tokens(self.rng, head.sizes, head.total)
 
 
-def _generate(params: DistributionParams, horizon: int | float, streams: Streams) -> Iterator[Request]:
+def _generate(params: DistributionParams, horizon: int | float, streams: Streams, first_index: int,
+              start_us: int) -> Iterator[Request]:
     rate = float(params.rate)
     count = int(params.num_requests)
     gap_mean_us = 1e6 / rate
     num_prefix = int(params.prefix_tokens)
+    # sequential and burst arrivals are exact integer ticks: i * fixed_gap_us (no float arithmetic, no draw)
+    process = params.arrival_process
+    fixed_gap_us = SEQUENTIAL_GAP_US if process == SEQUENTIAL else 0 if process == BURST else -1
 
     length_rng = streams.get(STREAM_LENGTH)
     token_rng = streams.get(STREAM_TOKEN)
-    arrival_rng = streams.get(STREAM_ARRIVAL) if params.arrival_process == "poisson" else None
+    arrival_rng = streams.get(STREAM_ARRIVAL) if process == "poisson" else None
     floor = math.floor
 
     # call shape: one vectorised integers(0, 128000, size=prefix_tokens) call, before any request
@@ -266,16 +285,19 @@ def _generate(params: DistributionParams, horizon: int | float, streams: Streams
         arrivals: list[int] = []
         past_horizon = False
         while i < count and i - first < _CHUNK_REQUESTS:
-            if arrival_rng is not None:  # poisson; call shape: one scalar exponential(1e6/rate) per gap
-                if i:
-                    elapsed_us += arrival_rng.exponential(gap_mean_us)
-                arrival_us = elapsed_us
+            if fixed_gap_us >= 0:  # sequential or burst
+                arrival = start_us + i * fixed_gap_us
             else:
-                arrival_us = i * 1e6 / rate  # float64: (i * 1e6) / rate
-            if arrival_us == _INF:  # a rate so small that the float overflowed: never within any horizon
-                past_horizon = True
-                break
-            arrival = floor(arrival_us)
+                if arrival_rng is not None:  # poisson; call shape: one scalar exponential(1e6/rate) per gap
+                    if i:
+                        elapsed_us += arrival_rng.exponential(gap_mean_us)
+                    arrival_us = elapsed_us
+                else:
+                    arrival_us = i * 1e6 / rate  # float64: (i * 1e6) / rate
+                if arrival_us == _INF:  # a rate so small that the float overflowed: never within any horizon
+                    past_horizon = True
+                    break
+                arrival = start_us + floor(arrival_us)
             if arrival > horizon:
                 past_horizon = True
                 break
@@ -316,13 +338,13 @@ def _generate(params: DistributionParams, horizon: int | float, streams: Streams
                 block = _draw_tokens(token_rng, sizes[2 * k : 2 * end_k], block_total)
                 for j in range(k, end_k):
                     stop = start + totals[j]
-                    yield Request(first + j, arrivals[j], np.concatenate((prefix, block[start:stop])),
+                    yield Request(first_index + first + j, arrivals[j], np.concatenate((prefix, block[start:stop])),
                                   num_prefix + sizes[2 * j])
                     start = stop
             else:  # independent draws: the block is drawn when one of them first reads its tokens
                 chunk = lazy.add(sizes[2 * k : 2 * end_k], block_total)
                 for j in range(k, end_k):
-                    yield Request(first + j, arrivals[j], None, sizes[2 * j], independent_tokens=True,
+                    yield Request(first_index + first + j, arrivals[j], None, sizes[2 * j], independent_tokens=True,
                                   token_source=chunk, token_start=start, num_tokens=totals[j])
                     start += totals[j]
             k = end_k

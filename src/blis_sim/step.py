@@ -1,14 +1,15 @@
 """What one engine step scheduled: the record that batch formation builds and the latency model prices.
 
-Deciding (``Scheduler.schedule``) and applying (``Instance.apply``) stay separate, as in vLLM's
-``SchedulerOutput``: this record is the only thing that passes between them.
+Deciding (``Scheduler.schedule``) and applying (``Instance.apply_step``) stay separate, as in vLLM's
+``SchedulerOutput``: this record is the only thing that passes between them. It lives below both the engine and the
+latency models (which price it), so that neither imports the other.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-from ..request import Request
+from .request import Request
 
 NEVER: Final = 2**63  # a tick no event reaches
 
@@ -31,6 +32,7 @@ class StepRecord:
         "end",
         "cohort_size",
         "cohort_level",
+        "transfer_time",
     )
 
     def __init__(self, start: int) -> None:
@@ -49,6 +51,8 @@ class StepRecord:
         # the instance's decode cohort (engine/cohort.py): members decoding in this step, outside ``requests``
         self.cohort_size = 0
         self.cohort_level = 0  # the cohort's level when this step was formed
+        # ticks of KV transfers the step waits for (a CPU tier's reloads), added to the latency model's duration
+        self.transfer_time = 0
 
     @property
     def num_scheduled_tokens(self) -> int:
