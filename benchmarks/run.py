@@ -7,8 +7,9 @@
 
 Each (scenario, mode) runs in a fresh child process so that its peak RSS is its own. Both modes must print the
 same metrics; the table says so in its last column. Its caption says whether the compiled engine ran
-(``BLIS_SIM_PURE=1 python benchmarks/run.py`` times the Python sources). Scenario (c) routes round-robin until
-weighted routing exists.
+(``BLIS_SIM_PURE=1 python benchmarks/run.py`` times the Python sources). Scenarios (c) and (f) differ in routing:
+round-robin lets each instance run ahead to its own next arrival, weighted routing reads every instance's state at
+every arrival.
 
 Wall times on a shared machine drift; ``--instructions`` counts the instructions the simulation executes instead
 (valgrind's callgrind: repeatable whatever else the machine does, about 50 times slower, so use a small
@@ -35,6 +36,9 @@ ROOFLINE = {
     "tp": 1,
 }
 
+BLACKBOX_TP1 = {"model": "meta-llama/llama-3.1-8b-instruct", "hardware": "H100", "tp": 1,
+                "vllm_version": "vllm/vllm-openai:v0.8.4"}
+
 SCENARIOS: dict[str, tuple[str, dict]] = {
     "a": ("50,000 chatbot requests at 8 req/s, roofline v1, llama-3.1-8b H100 TP1",
           {"latency": ROOFLINE, "workload": {"workload": "chatbot", "rate": 8, "num_requests": 50_000}}),
@@ -47,7 +51,14 @@ SCENARIOS: dict[str, tuple[str, dict]] = {
           {"latency": ROOFLINE, "workload": {"workload": "chatbot", "rate": 8, "num_requests": 1_000_000}}),
     "e": ("blackbox default quickstart (blis run --model meta-llama/llama-3.1-8b-instruct)",
           {"latency": {"model": "meta-llama/llama-3.1-8b-instruct"}}),
+    "f": ("4 instances, weighted routing (default scorers), 20,000 chatbot requests at 32 req/s, blackbox TP1",
+          {"latency": BLACKBOX_TP1, "workload": {"workload": "chatbot", "rate": 32, "num_requests": 20_000},
+           "cluster": {"num_instances": 4, "routing_policy": "weighted"}}),
+    "g": ("16 instances, weighted routing, 1,000,000 chatbot requests at 128 req/s, blackbox TP1",
+          {"latency": BLACKBOX_TP1, "workload": {"workload": "chatbot", "rate": 128, "num_requests": 1_000_000},
+           "cluster": {"num_instances": 16, "routing_policy": "weighted"}}),
 }
+LONG = ("d", "g")  # single stepping would take too long: skip-ahead only
 
 
 def _child(name: str, skip_ahead: bool, scale: float) -> None:
@@ -159,7 +170,7 @@ def main() -> None:
         console.print(f"running {name}: {SCENARIOS[name][0]} ...")
         fast = _measure(name, True, args.scale)
         builds.add(fast["engine"])
-        single = None if args.no_single or name == "d" else _measure(name, False, args.scale)
+        single = None if args.no_single or name in LONG else _measure(name, False, args.scale)
         table.add_row(
             name, SCENARIOS[name][0], f"{fast['requests']:,}", f"{fast['wall_s']:.2f}",
             f"{fast['requests'] / fast['wall_s']:,.0f}", f"{fast['peak_mb']:.0f}",

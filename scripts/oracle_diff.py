@@ -6,6 +6,7 @@ README.md) installed in its own virtual environment (default ``/tmp/vllm-oracle-
 Run it with the project's Python, where ``blis_sim`` is importable:
 
     python scripts/oracle_diff.py --n 500 --seed 1
+    python scripts/oracle_diff.py --n 500 --seed 1 --priority [--async-scheduling]  # vLLM's priority policy
     python scripts/oracle_diff.py --n 2000 --seed 7 --golden-out tests/oracle/data   # also (re)writes golden files
     python scripts/oracle_diff.py --replay /tmp/oracle_fail/case_s1_00042            # re-check one stored case
     python scripts/oracle_diff.py --reduce /tmp/oracle_fail/case_s1_00042            # shrink it: <DIR>/reduced/
@@ -24,10 +25,11 @@ What it does, for each of N configurations:
    ``--max-num-scheduled-tokens >= --max-num-running-reqs`` (vLLM refuses a smaller budget).
 2. **Run** ``blis run --model x --workload traces --workload-traces-filepath T <flags> --results-path R`` in-process
    (``blis_sim.cli.run_cli``, the console script's own entry point) twice: once as users get it (its metrics are
-   the ones compared), and once with ``Instance.step`` wrapped to turn decode skip-ahead (ENGINE.md §7.6) off and
-   log every step as ``{"t", "d", "X", "Y", "items": [[id, k, is_decode, c_before], ...], "preempted",
-   "free_blocks", "waiting", "running"}``: the shape of the oracle's ``--steps-out`` lines (this stepped run must
-   give the same results file and stdout as the first; a difference is reported as a skip-ahead error). The oracle runs on the same trace and flags
+   the ones compared), and once with ``--no-skip-ahead`` (the reference scheduler at every step, no decode cohort
+   or skip-ahead, ENGINE.md §7.6) and ``Instance.step`` wrapped to log every step as ``{"t", "d", "X", "Y",
+   "items": [[id, k, is_decode, c_before], ...], "preempted", "free_blocks", "waiting", "running"}``: the shape of
+   the oracle's ``--steps-out`` lines (this stepped run must give the same results file and stdout as the first; a
+   difference is reported as a fast-path error). The oracle runs on the same trace and flags
    (``--output O --steps-out S``) in one long-lived worker process of the oracle's venv, which imports
    ``oracle.py`` once and calls its ``parse_args``/``run`` per case, concurrently with our run (vLLM's ~20 s import
    is paid once).
@@ -46,6 +48,17 @@ prefix hits after an eviction, chunked-prefill heavy, same-tick burst, block siz
 ``<name>.csv``, ``<name>.flags.json`` and ``<name>.oracle.json`` (the oracle's metric keys and per-request TTFT/E2E)
 for ``tests/oracle/test_oracle_golden.py``.
 
+``--priority`` runs vLLM's ``--scheduling-policy priority`` instead of FCFS: our ``--scheduler vllm-priority``
+against the oracle's ``--scheduling-policy priority``, on traces whose rows carry random priorities in a ``priority``
+column (all equal, a few levels, a wide range, or no column: every priority 0). Two adaptations of the oracle, both
+in the worker, make it model what a real vLLM server does (docs/scheduling.md): (1) distinct arrival stamps in
+arrival order (the oracle stamps each request with its tick, so same-tick requests tie, which a server never sees,
+and vLLM's tie rules can then livelock); (2) its synchronous loop runs an empty batch (a pass that preempted every
+request it scheduled) and schedules again at the same tick, as ``EngineCore.step`` does, instead of stopping. The
+victims of such an empty pass are logged with the next step, by both sides. With ``--golden-out`` the priority
+kinds are written (``PRIORITY_GOLDEN_KINDS``: an already-scheduled victim, equal priorities, an empty batch; with
+``--async-scheduling`` an already-scheduled victim and one skipped earlier in the pass).
+
 ``--oracle-worker`` is internal: the worker mode, run with the oracle's Python.
 """
 
@@ -56,7 +69,6 @@ import contextlib
 import csv
 import io
 import json
-import math
 import os
 import random
 import shutil
@@ -104,6 +116,9 @@ def oracle_worker(oracle_dir: str) -> int:
     spec.loader.exec_module(mod)
     import vllm  # noqa: F401  (import now, so that the first case is not slow)
 
+    _run_empty_batches(mod)
+    _unique_arrival_stamps(mod)
+
     proto.write(json.dumps({"ready": True, "vllm": vllm.__version__}) + "\n")
     for line in sys.stdin:
         if not line.strip():
@@ -123,6 +138,61 @@ def oracle_worker(oracle_dir: str) -> int:
         reply["wall_s"] = round(time.time() - t0, 3)
         proto.write(json.dumps(reply) + "\n")
     return 0
+
+
+def _run_empty_batches(mod) -> None:
+    """Let the oracle's synchronous loop run an empty batch, as vLLM's ``EngineCore.step`` does.
+
+    Under vLLM's priority policy one ``schedule()`` pass can preempt every request it scheduled (a victim may be
+    a request scheduled earlier in the pass, whose tokens go back), leaving a batch without tokens. vLLM's engine
+    executes it (no tokens: nothing runs), applies its empty output and schedules again; the oracle's synchronous
+    loop stops at an empty batch instead. Here the synchronous ``Scheduler.schedule`` does what the engine does, at
+    the same tick (an empty batch takes no time in the blis time model), and reports the victims of the empty
+    passes with the batch that follows, which is how blis-sim logs them too. The asynchronous loop of the oracle
+    handles empty batches itself; FCFS never forms one.
+    """
+    from vllm.v1.core.sched.scheduler import Scheduler
+    from vllm.v1.outputs import ModelRunnerOutput
+
+    orig = Scheduler.schedule
+
+    def schedule(self):
+        so = orig(self)
+        if type(self) is not Scheduler:  # AsyncScheduler: the oracle's own loop
+            return so
+        carried: set[str] = set()
+        while not so.total_num_scheduled_tokens and so.preempted_req_ids and self.has_requests():
+            carried |= set(so.preempted_req_ids)
+            self.update_from_output(so, ModelRunnerOutput(req_ids=[], req_id_to_index={}, sampled_token_ids=[]))
+            so = orig(self)
+        if carried:
+            so.preempted_req_ids = set(so.preempted_req_ids or ()) | carried
+        return so
+
+    Scheduler.schedule = schedule
+
+
+def _unique_arrival_stamps(mod) -> None:
+    """Give the oracle's requests distinct arrival times, as vLLM's wall-clock stamps always are.
+
+    The oracle stamps each request with its arrival tick (``arrival_time = tick / 1e6``), so same-tick requests
+    share an arrival time, which a real vLLM server never sees (it stamps requests as it receives them, one after
+    the other). vLLM's priority policy orders by (priority, arrival time) and, on an exact tie, takes the first
+    victim in running order, which can livelock (two same-tick requests preempting each other at every step).
+    blis-sim's vllm-priority models distinct stamps: same-tick requests in arrival order (engine/policy.py). Here
+    the oracle's stamps get the same order: tick / 1e6 + row index * 1e-12 (rows of one tick are in arrival order
+    in the file; 1e-12 s is far below the 1e-6 s between ticks and above the float spacing of these small traces'
+    times). Only the priority policy reads arrival_time; FCFS runs are unchanged.
+    """
+    orig = mod.make_request
+
+    def make_request(r, hasher):
+        req = orig(r, hasher)
+        req.arrival_time = r["arrival"] / 1e6 + r["index"] * 1e-12
+        assert r["arrival"] < 10**9 and r["index"] < 10**5, "stamps would not keep (tick, row) order"
+        return req
+
+    mod.make_request = make_request
 
 
 class OracleClient:
@@ -167,8 +237,13 @@ def _coef(rng: random.Random, lo: float, hi: float, p_zero: float, decimals: int
     return repr(v) if decimals else str(int(v))
 
 
-def gen_case(rng: random.Random) -> tuple[list[tuple[int, list[int], list[int]]], dict[str, str]]:
-    """One random stress case: rows (arrival tick, prompt, output) in file order, and the engine flags."""
+def gen_case(rng: random.Random, priority: bool = False) -> tuple[list[tuple], dict[str, str]]:
+    """One random stress case: rows (arrival tick, prompt, output) in file order, and the engine flags.
+
+    ``priority``: the case runs vLLM's priority policy (``--scheduler vllm-priority``); its rows get a fourth element,
+    the request's priority, written as the trace's ``priority`` column, except in a quarter of the cases, which have
+    no such column (every priority 0). The priorities are drawn after everything else, so that the FCFS cases of a
+    seed stay the same: all equal (the victim rule still differs from FCFS), a few levels, or a wide range."""
     bs = rng.choice([1, 1, 2, 3, 4, 4, 5, 7, 8, 8, 16, 16] + list(range(1, 17)))
     vocab = rng.choice([2, 3, 5, 8, 20, 100])
     rand_toks = lambda n: [rng.randint(1, vocab) for _ in range(n)]  # noqa: E731
@@ -241,16 +316,42 @@ def gen_case(rng: random.Random) -> tuple[list[tuple[int, list[int], list[int]]]
         "--long-prefill-token-threshold": str(thr),
         "--max-model-len": str(mml),
     }
+    if priority:
+        flags["--scheduler"] = "vllm-priority"
+        u = rng.random()
+        if u < 0.25:
+            return rows, flags  # no priority column: every request has priority 0
+        if u < 0.45:
+            level = rng.choice([0, 0, 1, -3, 7])
+            prios = [level] * len(rows)
+        elif u < 0.85:
+            levels = rng.choice([[0, 1], [0, 1, 2], [-1, 0, 1], [0, 0, 0, 5]])
+            prios = [rng.choice(levels) for _ in rows]
+        else:
+            prios = [rng.randint(-20, 20) for _ in rows]
+        rows = [(t, p, o, q) for (t, p, o), q in zip(rows, prios)]
     return rows, flags
 
 
 def write_trace(path: str, rows) -> None:
+    """Rows (tick, prompt, output) or, with a priority column, (tick, prompt, output, priority)."""
+    with_priority = bool(rows) and len(rows[0]) == 4
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
-        w.writerow(["arrival_time", "request_id", "model", "prompt_tokens", "output_tokens"])
-        for i, (tick, p, o) in enumerate(rows):
+        w.writerow(["arrival_time", "request_id", "model", "prompt_tokens", "output_tokens"]
+                   + (["priority"] if with_priority else []))
+        for i, (tick, p, o, *rest) in enumerate(rows):
             w.writerow([f"{tick / 1e6:.6f}", f"req{i}", "x", json.dumps(p, separators=(",", ":")),
-                        json.dumps(o, separators=(",", ":"))])
+                        json.dumps(o, separators=(",", ":"))] + [str(q) for q in rest])
+
+
+def oracle_argv(flags: dict[str, str]) -> list[str]:
+    """The oracle's flags: ours, with ``--scheduler vllm-priority`` spelled ``--scheduling-policy priority``."""
+    mapped = {k: v for k, v in flags.items() if k != "--scheduler"}
+    if flags.get("--scheduler", "fcfs") != "fcfs":
+        assert flags["--scheduler"] == "vllm-priority", flags["--scheduler"]
+        mapped["--scheduling-policy"] = "priority"
+    return flag_argv(mapped)
 
 
 def flag_argv(flags: dict[str, str]) -> list[str]:
@@ -272,8 +373,8 @@ class OurRun:
 
     def __init__(self) -> None:
         from blis_sim import cli, logging_setup
-        from blis_sim.engine import async_loop
         from blis_sim.engine.instance import Instance
+        from blis_sim.engine.scheduler import Scheduler
         from blis_sim.kv.block_pool import BlockPool
 
         self.cli, self.logging_setup = cli, logging_setup
@@ -281,33 +382,39 @@ class OurRun:
         self.extra: list[dict] = []  # per step, not compared: admissions with hits, partial chunks, evictions
         self.instances: list = []
         self.evictions = 0
+        self.empty_batches = 0  # formations that scheduled nothing but preempted (vllm-priority)
+        self.carried: list[str] = []  # sync: victims of empty formations, logged with the next step (as the oracle)
         self.log_steps = False
         orig_step = Instance.step
-        orig_take = BlockPool.take
+        orig_form = Instance._form_async
+        orig_evict = BlockPool._evict
+        orig_schedule = Scheduler.schedule
         me = self
 
-        def take(pool):
-            if pool.num_touched >= pool.num_blocks:  # reuse of a released block: is it a cached one?
-                head = pool.head()
-                if pool.key[head] is not None:
-                    me.evictions += 1
-            return orig_take(pool)
+        def evict(pool, block, old):  # a cached free block is reused: its key leaves the GPU
+            me.evictions += 1
+            return orig_evict(pool, block, old)
+
+        def schedule(sched, now, start=None):
+            rec = orig_schedule(sched, now, start)
+            if not rec.requests and rec.preempted:
+                me.empty_batches += 1
+                if me.log_steps and start is None:  # sync: Instance.step forms again at once
+                    me.carried += [r.id for r in rec.preempted]
+            return rec
 
         def step(inst, now, *args, **kw):
             if not any(i is inst for i in me.instances):
                 me.instances.append(inst)
             if not me.log_steps:
                 return orig_step(inst, now, *args, **kw)
-            if getattr(inst, "skip_ahead", False):
-                inst.skip_ahead = False  # decode skip-ahead (§7.6) would fold several steps into one record
+            # the stepped run has --no-skip-ahead: each call forms one step (ENGINE.md §7.6)
             before = {id(r) for r in inst.scheduler.running}
             end = orig_step(inst, now, *args, **kw)
             if end is None or inst.asynchronous:  # async batches are logged by form_async
                 return end
             me.log_batch(inst, inst.in_flight, now, end, before)
             return end
-
-        orig_form = async_loop.form_async
 
         def form_async(inst, now):
             """Async runs (§7.8): log each batch as it is formed (its start and duration)."""
@@ -318,8 +425,9 @@ class OurRun:
             return rec
 
         Instance.step = step
-        async_loop.form_async = form_async
-        BlockPool.take = take
+        Instance._form_async = form_async
+        BlockPool._evict = evict
+        Scheduler.schedule = schedule
 
     def log_batch(self, inst, rec, start: int, end: int, before: set[int]) -> None:
         """One step-log entry in the oracle's shape, for a batch just formed (sync or async: the known tokens
@@ -341,15 +449,18 @@ class OurRun:
                 hit_admits += 1
             items.append([r.id, k, int(dec), c_before])
         sched = inst.scheduler
+        preempted = sorted(self.carried + [r.id for r in rec.preempted])
+        self.carried = []
         self.steps.append({"t": start, "d": end - start, "X": X, "Y": Y, "items": items,
-                           "preempted": sorted(r.id for r in rec.preempted),
+                           "preempted": preempted,
                            "free_blocks": inst.kv.pool.num_free, "waiting": len(sched.waiting),
                            "running": len(sched.running)})
         self.extra.append({"hit_admits": hit_admits, "partial": partial, "evictions": self.evictions})
 
     def run(self, argv: list[str], log_steps: bool) -> tuple[int, str, str]:
         """``blis run`` as the user gets it (``log_steps`` False), or one step at a time with the step log."""
-        self.steps, self.extra, self.instances, self.evictions = [], [], [], 0
+        self.steps, self.extra, self.instances, self.evictions, self.empty_batches = [], [], [], 0, 0
+        self.carried = []
         self.log_steps = log_steps
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -436,8 +547,8 @@ def check_case(d: str, flags: dict[str, str], ours_runner: OurRun, oracle: Oracl
     """Run both engines on d/trace.csv with ``flags``; returns a verdict dict (written to d/verdict.json)."""
     trace = os.path.join(d, "trace.csv")
     fa = flag_argv(flags)
-    oracle.submit(["--workload-traces-filepath", trace, *fa, "--steps-out", os.path.join(d, "oracle_steps.jsonl")],
-                  os.path.join(d, "oracle.json"))
+    oracle.submit(["--workload-traces-filepath", trace, *oracle_argv(flags),
+                   "--steps-out", os.path.join(d, "oracle_steps.jsonl")], os.path.join(d, "oracle.json"))
     argv = ["run", "--model", "x", "--workload", "traces", "--workload-traces-filepath", trace, *fa,
             "--results-path", os.path.join(d, "ours.json")]
     # 1) the run as users get it (decode skip-ahead, if the engine has it, on): the metrics compared
@@ -445,13 +556,15 @@ def check_case(d: str, flags: dict[str, str], ours_runner: OurRun, oracle: Oracl
     counts = ours_runner.cache_counts()
     with open(os.path.join(d, "ours.stdout"), "w") as fh:
         fh.write(out + ("\n--- stderr ---\n" + err if err else ""))
-    # 2) the same run stepped one boundary at a time, for the step log (its results file must be identical)
-    argv_steps = argv[:-1] + [os.path.join(d, "ours_stepped.json")]
+    # 2) the same run stepped one boundary at a time with the reference scheduler (--no-skip-ahead), for the step
+    # log; its results file and stdout must be identical
+    argv_steps = argv[:-2] + ["--no-skip-ahead", "--results-path", os.path.join(d, "ours_stepped.json")]
     rc2, out2, err2 = ours_runner.run(argv_steps, log_steps=True)
     with open(os.path.join(d, "ours_steps.jsonl"), "w") as fh:
         for s in ours_runner.steps:
             fh.write(json.dumps(s) + "\n")
     extra = ours_runner.extra
+    empty_batches = ours_runner.empty_batches
     oreply = oracle.result()
     verdict: dict = {"flags": flags, "ours_rc": rc, "oracle": oreply}
     if rc != 0:
@@ -502,7 +615,13 @@ def check_case(d: str, flags: dict[str, str], ours_runner: OurRun, oracle: Oracl
         "max_same_tick": max(arrivals.count(a) for a in set(arrivals)) if arrivals else 0,
         "bs": int(flags["--block-size-in-tokens"]),
         "thr": int(flags["--long-prefill-token-threshold"]),
+        "async": bool(flags.get("--async-scheduling")),
+        "priority": flags.get("--scheduler") == "vllm-priority",
+        "priority_levels": len({r.get("priority", 0) for r in ref["requests"]}),
+        "empty_batches": empty_batches,
     }
+    for k in ("victims_already_scheduled", "victims_not_yet_scheduled", "victims_skipped_earlier", "victims_tied"):
+        verdict["features"][k] = ref["oracle"].get(k, 0)
     return verdict
 
 
@@ -521,10 +640,12 @@ def report_text(name: str, d: str, verdict: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def read_rows(path: str) -> list[tuple[int, list[int], list[int]]]:
+def read_rows(path: str) -> list[tuple]:
     with open(path, newline="") as fh:
-        rows = list(csv.reader(fh))[1:]
-    return [(round(float(r[0]) * 1e6), json.loads(r[3]), json.loads(r[4])) for r in rows]
+        header, *rows = list(csv.reader(fh))
+    prio = len(header) > 5 and header[5] == "priority"
+    return [(round(float(r[0]) * 1e6), json.loads(r[3]), json.loads(r[4])) + ((int(r[5]),) if prio else ())
+            for r in rows]
 
 
 def reduce_case(src: str, ours_runner: OurRun, oracle: OracleClient, out_dir: str) -> dict:
@@ -561,13 +682,13 @@ def reduce_case(src: str, ours_runner: OurRun, oracle: OracleClient, out_dir: st
         for i in range(len(rows)):  # shorten outputs (>= 1) and prompts (>= 1) from the end, halving first
             for which in (2, 1):
                 while True:
-                    t, p, o = rows[i]
+                    t, p, o, *rest = rows[i]
                     seq = o if which == 2 else p
                     if len(seq) <= 1:
                         break
                     ok = False
                     for cut in sorted({max(1, len(seq) // 2), len(seq) - 1}):
-                        new = (t, p, seq[:cut]) if which == 2 else (t, seq[:cut], o)
+                        new = (t, p, seq[:cut], *rest) if which == 2 else (t, seq[:cut], o, *rest)
                         cand = rows[:i] + [new] + rows[i + 1:]
                         v = fails(cand)
                         if v is not None:
@@ -609,12 +730,28 @@ GOLDEN_METRICS = ("completed_requests", "injected_requests", "total_input_tokens
                   "preemption_count", "dropped_unservable")
 
 
-def write_golden(out_dir: str, matches: list[tuple[str, str, dict]]) -> list[str]:
+# Cases of vLLM's priority policy (--priority), from a synchronous run and an --async-scheduling run.
+PRIORITY_GOLDEN_KINDS = (
+    ("priority_victim_scheduled", lambda f: not f["async"] and f["victims_already_scheduled"] >= 1
+     and f["priority_levels"] >= 2, lambda f: (f["victims_already_scheduled"], f["preemptions"])),
+    ("priority_equal", lambda f: not f["async"] and f["priority_levels"] == 1 and f["victims_already_scheduled"] >= 1,
+     lambda f: (f["victims_already_scheduled"], f["preemptions"])),
+    ("priority_empty_batch", lambda f: not f["async"] and f["empty_batches"] >= 1,
+     lambda f: (f["priority_levels"] > 1, f["empty_batches"])),
+    ("priority_async", lambda f: f["async"] and f["victims_already_scheduled"] >= 1 and f["priority_levels"] >= 2,
+     lambda f: (f["victims_already_scheduled"], f["preemptions"])),
+    # a victim before the request being scheduled that got no tokens in the pass: vLLM does not step its index back
+    ("priority_async_skipped", lambda f: f["async"] and f["victims_skipped_earlier"] >= 1,
+     lambda f: (f["victims_skipped_earlier"], f["priority_levels"])),
+)
+
+
+def write_golden(out_dir: str, matches: list[tuple[str, str, dict]], kinds=GOLDEN_KINDS) -> list[str]:
     """Pick one matching case per kind (small ones first, then the strongest feature) and write its files."""
     os.makedirs(out_dir, exist_ok=True)
     used: set[str] = set()
     written = []
-    for kind, ok, strength in GOLDEN_KINDS:
+    for kind, ok, strength in kinds:
         cands = [(name, d, v) for name, d, v in matches if name not in used and ok(v["features"])]
         small = [c for c in cands if c[2]["features"]["tokens"] <= 250 and c[2]["features"]["steps"] <= 80]
         pool = small or cands
@@ -661,6 +798,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--oracle-dir", default=ORACLE_DIR)
     ap.add_argument("--oracle-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--max-fail", type=int, default=50, help="stop after this many mismatches")
+    ap.add_argument("--priority", action="store_true",
+                    help="vLLM's priority policy: --scheduler vllm-priority, traces with random priorities")
     ap.add_argument("--async-scheduling", action="store_true",
                     help="run both engines with asynchronous scheduling (ENGINE.md §7.8)")
     a = ap.parse_args(argv)
@@ -689,11 +828,13 @@ def main(argv: list[str]) -> int:
         rng = random.Random(a.seed)
         n_match, fails, matches = 0, [], []
         stats = {"preempt": 0, "self_preempt": 0, "hits": 0, "evict": 0, "bs1": 0, "chunked": 0}
+        if a.priority:
+            stats.update(victim_scheduled=0, victim_skipped_earlier=0, equal_priorities=0, empty_batch=0)
         for i in range(a.n):
             name = f"case_s{a.seed}_{i:05d}"
             d = os.path.join(a.work_dir, name)
             os.makedirs(d, exist_ok=True)
-            rows, flags = gen_case(rng)
+            rows, flags = gen_case(rng, a.priority)
             if a.async_scheduling:
                 flags["--async-scheduling"] = True
             write_trace(os.path.join(d, "trace.csv"), rows)
@@ -710,6 +851,11 @@ def main(argv: list[str]) -> int:
                 stats["evict"] += f["evictions"] > 0
                 stats["bs1"] += f["bs"] == 1
                 stats["chunked"] += f["partial_chunks"] > 0
+                if a.priority:
+                    stats["victim_scheduled"] += f["victims_already_scheduled"] > 0
+                    stats["victim_skipped_earlier"] += f["victims_skipped_earlier"] > 0
+                    stats["equal_priorities"] += f["priority_levels"] == 1
+                    stats["empty_batch"] += f["empty_batches"] > 0
             if v.get("match"):
                 n_match += 1
                 matches.append((name, d, v))
@@ -735,7 +881,7 @@ def main(argv: list[str]) -> int:
         if fails:
             print(f"failing cases kept under {a.fail_dir}: {', '.join(fails)}")
         if a.golden_out:
-            write_golden(a.golden_out, matches)
+            write_golden(a.golden_out, matches, PRIORITY_GOLDEN_KINDS if a.priority else GOLDEN_KINDS)
         if not a.keep_all:
             for _, d, _ in matches:
                 shutil.rmtree(d, ignore_errors=True)

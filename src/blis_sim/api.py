@@ -16,13 +16,14 @@ from typing import Callable, Iterable, Mapping
 from .cluster.policies import ADMISSION_POLICIES, ROUTING_POLICIES
 from .cluster.simulator import ClusterSimulator
 from .config import SimulationConfig
+from .config.bundle import named_by, warn_ignored_scorers, with_policy_bundle
 from .config.defaults_file import load_defaults
 from .config.names import PRESETS
 from .engine.instance import Instance
 from .engine.observer import Observer
 from .engine.policy import PRIORITY_POLICIES, SCHEDULING_POLICIES
 from .errors import InputError
-from .latency.select import ResolvedLatency, resolve_latency
+from .latency.select import LatencyCache, ResolvedLatency, resolve_latency
 from .metrics.counters import InstanceCounters
 from .metrics.summary import cluster_block, hol_blocking_events, instance_block, kv_rates, request_record
 from .report.results import Results
@@ -40,9 +41,6 @@ UNAVAILABLE: dict[tuple[str, str], object] = {
     ("workload", "workload_spec"): None,
     ("workload", "export_trace"): None,
     ("engine", "kv_cpu_blocks"): 0,
-    ("cluster", "routing_scorers"): "",
-    ("cluster", "policy_config"): None,
-    ("cluster", "snapshot_refresh_interval"): 0,
     ("output", "trace_level"): "none",
     ("output", "counterfactual_k"): 0,
     ("output", "summarize_trace"): False,
@@ -70,13 +68,18 @@ class PreparedRun:
     workload_text: str = ""  # where the requests come from, one line for the info log
 
 
-def prepare(cfg: SimulationConfig, workload: WorkloadDescription | None = None) -> PreparedRun:
-    """Every input check, in the order of ENGINE.md §15.2: features, files (workload), then the latency model.
+def prepare(
+    cfg: SimulationConfig, workload: WorkloadDescription | None = None, *, latency_cache: LatencyCache | None = None
+) -> PreparedRun:
+    """Every input check, in the order of ENGINE.md §15.2: the policy bundle, features, files (workload), then the
+    latency model.
 
     ``workload`` describes the requests; None takes them from ``cfg.workload`` (the ``blis run`` flags). Requests
-    are generated with ``cfg.seed`` up to ``cfg.horizon`` either way.
+    are generated with ``cfg.seed`` up to ``cfg.horizon`` either way. The prepared run's ``cfg`` is the one that
+    runs: ``cfg`` with its policy bundle applied (``resolve_config``). ``latency_cache`` (``LatencyCache``) lets runs
+    of one process that share latency and engine settings share one resolved latency model.
     """
-    check_available(cfg)
+    cfg = resolve_config(cfg)
     if workload is None:
         presets = load_defaults(cfg.latency.defaults_filepath).workloads if cfg.workload.workload in PRESETS else {}
         workload = workload_description(cfg.workload, presets)
@@ -86,7 +89,10 @@ def prepare(cfg: SimulationConfig, workload: WorkloadDescription | None = None) 
     requests, segments = build(workload, cfg.seed, cfg.horizon)
     # a trace is read whole: its length is the expected count
     expected = len(requests) if isinstance(requests, list) else workload.num_requests
-    resolved = resolve_latency(cfg.latency, cfg.engine)
+    if latency_cache is None:
+        resolved = resolve_latency(cfg.latency, cfg.engine)
+    else:
+        resolved = latency_cache.resolve(cfg.latency, cfg.engine)
     return PreparedRun(cfg, resolved, requests, expected, segments, text)
 
 
@@ -113,13 +119,15 @@ def execute(
     )
     sim = ClusterSimulator(
         instances,
-        admission=ADMISSION_POLICIES[cfg.cluster.admission_policy](cfg.cluster),
-        routing=ROUTING_POLICIES[cfg.cluster.routing_policy](cfg.cluster),
+        admission=ADMISSION_POLICIES[cfg.cluster.admission_policy](cfg.cluster, cfg.engine),
+        routing=ROUTING_POLICIES[cfg.cluster.routing_policy](cfg.cluster, cfg.engine),
         admission_latency=cfg.cluster.admission_latency,
         routing_latency=cfg.cluster.routing_latency,
         horizon=cfg.horizon,
         keep_routed=collect_requests,
         observer=observer,
+        # with stale KV signals, every admission and routing builds snapshots (their refresh timers advance then)
+        snapshots_always=cfg.cluster.snapshot_refresh_interval > 0,
     )
     sim.run(prepared.requests, progress)
     return _summarise(sim, [inst.counters() for inst in instances], latency.describe(), resolved, collect_requests)
@@ -128,6 +136,16 @@ def execute(
 def run(cfg: SimulationConfig, progress: ProgressCallback | None = None, collect_requests: bool = True) -> Results:
     """Simulate ``cfg`` and return its metrics (``prepare`` then ``execute``)."""
     return execute(prepare(cfg), progress, collect_requests)
+
+
+def resolve_config(cfg: SimulationConfig) -> SimulationConfig:
+    """The configuration a run uses, checked before any workload or model file is read: ``cfg`` with its
+    ``--policy-config`` bundle applied where no flag was given (so that a policy the bundle names but this version
+    lacks is refused like its flag), features not built yet refused, ignored scorers warned about."""
+    cfg = with_policy_bundle(cfg)
+    check_available(cfg)
+    warn_ignored_scorers(cfg)
+    return cfg
 
 
 def check_available(cfg: SimulationConfig) -> None:
@@ -142,8 +160,8 @@ def check_available(cfg: SimulationConfig) -> None:
         raise InputError(f"{flag} {value} is not available in this version yet (only {only})")
     for (section, name), table in _POLICY_TABLES.items():
         value = getattr(getattr(cfg, section), name)
-        if value not in table:
-            raise InputError(f"--{name.replace('_', '-')} {value} is not available in this version yet "
+        if value not in table:  # named by its flag or by the policy bundle
+            raise InputError(f"{named_by(cfg, section, name)} {value} is not available in this version yet "
                              f"(only {', '.join(table)})")
 
 

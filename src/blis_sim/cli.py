@@ -173,7 +173,9 @@ FLAGS: tuple[Flag, ...] = (
          "name:weight,... for weighted routing (kv-utilization, load-balance, prefix-affinity, queue-depth)."),
     Flag("priority_policy", "engine", CLUSTER, "choice", AUTO, f"Priority policy: {_choices(PRIORITY_POLICIES)}."),
     Flag("scheduler", "engine", CLUSTER, "choice", AUTO, f"Scheduler: {_choices(SCHEDULERS)}."),
-    Flag("policy_config", "cluster", CLUSTER, "path", AUTO, "Policy bundle YAML."),
+    Flag("policy_config", "cluster", CLUSTER, "path", AUTO,
+         "Policy bundle YAML: admission, routing (with scorers), priority and scheduler in one file; a flag given "
+         "explicitly wins over the file's value (docs/policy-bundles.md)."),
     Flag("snapshot_refresh_interval", "cluster", CLUSTER, "int", AUTO, "Microseconds between KV snapshot refreshes.",
          "an integer >= 0"),
     # CPU KV tier
@@ -479,7 +481,7 @@ class _LazyGroup(click.Group):
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted([*super().list_commands(ctx), *self.lazy])
+        return sorted({*super().list_commands(ctx), *self.lazy})  # a lazy command, once loaded, is in both
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.lazy and cmd_name not in self.commands:

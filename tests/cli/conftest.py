@@ -58,10 +58,11 @@ class FakeApi:
     written: list[tuple[Any, Any]] = field(default_factory=list)
 
     def prepare(self, cfg):
-        """Stands in for ``api.prepare``: the real feature check, then ``behaviour`` (which may raise)."""
-        from blis_sim.api import check_available
+        """Stands in for ``api.prepare``: the real front of it (the policy bundle applied, the feature check), then
+        ``behaviour`` (which may raise). ``calls`` records the configuration the run would use."""
+        from blis_sim.api import resolve_config
 
-        check_available(cfg)
+        cfg = resolve_config(cfg)
         self.calls.append(cfg)
         if self.behaviour is not None:
             return self.behaviour(cfg)

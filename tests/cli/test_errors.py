@@ -109,9 +109,6 @@ NOT_DEFAULT = {
         "--routing-policy least-loaded is not available in this version yet (only round-robin)",
     ),
     "routing_scorers": ("queue-depth:1", "--routing-scorers is not available in this version yet"),
-    "priority_policy": ("slo-based", "--priority-policy slo-based is not available in this version yet (only constant)"),
-    "scheduler": ("sjf", "--scheduler sjf is not available in this version yet (only fcfs)"),
-    "policy_config": ("bundle.yaml", "--policy-config is not available in this version yet"),
     "snapshot_refresh_interval": (
         "10",
         "--snapshot-refresh-interval 10 is not available in this version yet (only 0)",
@@ -189,11 +186,13 @@ def test_range_before_cross_flag(invoke, fake_api):
 
 def test_cross_flag_before_unavailable_and_results(invoke, fake_api, tmp_path):
     line = assert_input_error(
-        invoke(*M, "--workload", "traces", "--scheduler", "sjf", "--results-path", str(tmp_path / "no" / "r.json"))
+        invoke(*M, "--workload", "traces", "--trace-level", "decisions", "--results-path",
+               str(tmp_path / "no" / "r.json"))
     )
     assert "--workload traces needs" in line
 
 
 def test_unavailable_before_results_directory(invoke, fake_api, tmp_path):
-    line = assert_input_error(invoke(*M, "--scheduler", "sjf", "--results-path", str(tmp_path / "no" / "r.json")))
-    assert "--scheduler" in line
+    line = assert_input_error(invoke(*M, "--trace-level", "decisions", "--results-path",
+                                     str(tmp_path / "no" / "r.json")))
+    assert "--trace-level" in line

@@ -62,8 +62,8 @@ def test_help(name, flag):
             "traces; got 'nonsense'",
         ),
         (
-            ("run", "--model", "m", "--routing-policy", "least-loaded"),
-            "blis: error: --routing-policy least-loaded is not available in this version yet (only round-robin)",
+            ("run", "--model", "m", "--trace-level", "decisions"),
+            "blis: error: --trace-level decisions is not available in this version yet (only none)",
         ),
     ],
 )

@@ -40,14 +40,21 @@ class LinearLatency(LatencyModel):
         return {"name": self.name}
 
 
-def make_request(index, arrival, prompt, output):
+def make_request(index, arrival, prompt, output, priority=0, request_id=None):
     tokens = np.asarray(list(prompt) + list(output), dtype=np.int64)
-    return Request(index, arrival, tokens, len(prompt))
+    req = Request(index, arrival, tokens, len(prompt), request_id=request_id)
+    req.priority = float(priority)
+    return req
 
 
 def fresh(requests):
     """Unsimulated copies of hand-made requests (the compiled Request does not support copy.deepcopy)."""
-    return [Request(r.index, r.arrival, r.tokens.copy(), r.num_prompt_tokens) for r in requests]
+    out = []
+    for r in requests:
+        copy = Request(r.index, r.arrival, r.tokens.copy(), r.num_prompt_tokens, request_id=r.id)
+        copy.priority = r.priority
+        out.append(copy)
+    return out
 
 
 def check_instance(inst: Instance) -> None:
@@ -100,8 +107,10 @@ class CheckedInstance(Instance):
 
 
 def simulate(requests, engine: EngineConfig, latency=None, num_instances=1, horizon=2**63 - 1, checked=True,
-             skip_ahead=True, admission=None, policy=None, observer=None, tier=None, refresh=0):
-    """Run ``requests`` on ``num_instances`` instances; ``policy`` and ``tier`` are factories called per instance."""
+             skip_ahead=True, admission=None, policy=None, observer=None, tier=None, refresh=0, routing=None,
+             latencies=(0, 0)):
+    """Run ``requests`` on ``num_instances`` instances; ``policy`` and ``tier`` are factories called per instance,
+    ``routing`` one called with the number of instances (default round-robin)."""
     latency = latency or LinearLatency()
     cls = CheckedInstance if checked else Instance
     instances = [
@@ -109,7 +118,8 @@ def simulate(requests, engine: EngineConfig, latency=None, num_instances=1, hori
             observer=observer, tier=tier() if tier else None, snapshot_refresh_interval=refresh)
         for i in range(num_instances)
     ]
-    sim = ClusterSimulator(instances, admission or AlwaysAdmit(), RoundRobin(num_instances), 0, 0, horizon,
-                           keep_routed=True, observer=observer)
+    router = routing(num_instances) if routing else RoundRobin(num_instances)
+    sim = ClusterSimulator(instances, admission or AlwaysAdmit(), router, latencies[0], latencies[1], horizon,
+                           keep_routed=True, observer=observer, snapshots_always=refresh > 0)
     sim.run(sorted(requests, key=lambda r: (r.arrival, r.index)))
     return sim

@@ -8,8 +8,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_invariants import engines, workloads
 
-from blis_sim.cluster.policies import AdmissionPolicy
+from blis_sim.cluster.policies import (
+    AdmissionPolicy,
+    AlwaysBusiest,
+    LeastLoaded,
+    PrefixAffinity,
+    Weighted,
+)
 from blis_sim.config import EngineConfig
+from blis_sim.config.names import DEFAULT_SCORERS
 
 
 def _state(sim):
@@ -136,3 +143,28 @@ def test_a_later_arrival_with_a_shorter_prompt_is_enqueued_first():
     assert _state(fast) == _state(single)
     by_index = {r.index: r for r in single.routed}
     assert by_index[2].first_scheduled < by_index[1].first_scheduled
+
+
+ROUTERS = {
+    "least-loaded": lambda n: LeastLoaded(),
+    "always-busiest": lambda n: AlwaysBusiest(),
+    "prefix-affinity": lambda n: PrefixAffinity(4),
+    "weighted-default": lambda n: Weighted(DEFAULT_SCORERS, n, 4),
+    "weighted-kv": lambda n: Weighted((("kv-utilization", 1.0),), n, 4, index_capacity=8),
+    "weighted-prefix-small-index": lambda n: Weighted((("prefix-affinity", 2.0), ("load-balance", 1.0)), n, 2,
+                                                      index_capacity=5),
+}
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(reqs=workloads(), engine=engines, n_inst=st.integers(2, 3), router=st.sampled_from(sorted(ROUTERS)),
+       horizon=st.sampled_from([2**63 - 1, 20_000]), refresh=st.sampled_from([0, 0, 3_000]),
+       latencies=st.sampled_from([(0, 0), (0, 0), (400, 250)]), b2=st.integers(0, 40))
+def test_skip_ahead_equals_single_stepping_under_state_dependent_routing(reqs, engine, n_inst, router, horizon,
+                                                                        refresh, latencies, b2):
+    """Routers that read instance state bound each instance by the next arrival; stretches resume from the step in
+    flight when nothing reached the instance. Every observable equals single stepping."""
+    latency = LinearLatency(b0=700, b1=5, b2=b2, a0=11, a2=5)
+    runs = [simulate(fresh(reqs), engine, latency, n_inst, horizon, skip_ahead=skip, routing=ROUTERS[router],
+                     refresh=refresh, latencies=latencies) for skip in (False, True)]
+    assert _state(runs[1]) == _state(runs[0])

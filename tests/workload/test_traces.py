@@ -1,6 +1,5 @@
 """CSV traces (ENGINE.md §10.3)."""
 
-import logging
 import re
 
 import numpy as np
@@ -168,3 +167,44 @@ def test_long_token_fields_are_read(tmp_path):
     path = write(tmp_path, row("0", prompt, [1]))
     [req] = read_csv_trace(path, UNLIMITED, None)
     assert req.num_prompt_tokens == 60_000 and req.tokens[-2] == 59_999
+
+
+# ----- the optional priority column (read by --scheduler vllm-priority) ------------------------------------------
+PRIORITY_HEADER = "arrival_time,request_id,model,prompt_tokens,output_tokens,priority\n"
+
+
+def prow(seconds, priority, prompt=(1,), output=(2,)):
+    return row(seconds, list(prompt), list(output)).rstrip("\n") + f",{priority}\n"
+
+
+def test_priority_column(tmp_path):
+    path = write(tmp_path, prow("2", 3) + prow("1", "-7") + prow("1", " +4 ") + prow("0", 0), header=PRIORITY_HEADER)
+    reqs = read_csv_trace(path, UNLIMITED, None)
+    # sorted by arrival, each priority stays with its row
+    assert [(r.id, r.priority) for r in reqs] == [("request_3", 0.0), ("request_1", -7.0), ("request_2", 4.0),
+                                                  ("request_0", 3.0)]
+    extreme = write(tmp_path, prow("0", 2**53) + prow("0", -(2**53)), header=PRIORITY_HEADER, name="x.csv")
+    assert [r.priority for r in read_csv_trace(extreme, UNLIMITED, None)] == [2.0**53, -(2.0**53)]
+
+
+def test_without_a_priority_column_every_priority_is_zero(tmp_path):
+    assert [r.priority for r in read_csv_trace(write(tmp_path, row("0", [1], [2])), UNLIMITED, None)] == [0.0]
+    # a sixth column with another name is not a priority (it is ignored like columns 1 and 2)
+    other = write(tmp_path, prow("0", "abc"), header=PRIORITY_HEADER.replace("priority", "note"), name="o.csv")
+    assert [r.priority for r in read_csv_trace(other, UNLIMITED, None)] == [0.0]
+
+
+@pytest.mark.parametrize("value", ["abc", "1.5", "", "1e3", "1_000", "٣", str(2**53 + 1), str(-(2**53) - 1)])
+def test_a_priority_that_is_not_an_integer_names_file_line_and_column(tmp_path, value):
+    path = write(tmp_path, prow("0", 1) + prow("0", value), header=PRIORITY_HEADER)
+    with pytest.raises(InputError) as exc:
+        read_csv_trace(path, UNLIMITED, None)
+    expected = (f"--workload-traces-filepath {path}: line 3: priority must be an integer between -2**53 and 2**53, "
+                f"got {value!r}")
+    assert str(exc.value) == expected
+
+
+def test_a_bad_arrival_is_reported_before_a_bad_priority(tmp_path):
+    path = write(tmp_path, prow("x", "y"), header=PRIORITY_HEADER)
+    with pytest.raises(InputError, match="line 2: arrival_time must be a number of seconds, got 'x'"):
+        read_csv_trace(path, UNLIMITED, None)

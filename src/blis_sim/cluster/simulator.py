@@ -45,6 +45,7 @@ class ClusterSimulator:
         keep_routed: bool = False,
         observer: Observer | None = None,
         closed_loop: bool = False,
+        snapshots_always: bool = False,
     ) -> None:
         self.instances = instances
         self.admission = admission
@@ -60,6 +61,9 @@ class ClusterSimulator:
         self.routed: list[Request] = []  # every routed request, for the per-request results file
         self.observer = observer  # the instances were built with the same one
         self.closed_loop = closed_loop
+        # build snapshots at every admission and routing, whether or not the policies read them: with a snapshot
+        # refresh interval, building them is what advances the instances' refresh timers (§6.2)
+        self.snapshots_always = snapshots_always
         self.new_arrivals: list[tuple[int, int, Request]] = []  # heap of (arrival, index, request) added in the run
 
     def add_arrival(self, req: Request) -> None:
@@ -98,10 +102,17 @@ class ClusterSimulator:
         closed_loop = self.closed_loop
         predictable = self.admission.admits_everything and self.routing.predictable and not closed_loop
         lookahead = len(self.instances) if predictable else 1
+        # Routing that reads instance state needs every instance's state at every arrival: instances whose step in
+        # flight is a stable decode batch park instead of stepping to each arrival (Instance._park). A STEP event
+        # carries a token; a parked instance woken early by an ENQUEUE gets a new one and its old event is skipped.
+        lazy = not predictable and not closed_loop
+        for inst in self.instances:
+            inst.lazy = lazy
         # Without latencies, an arrival's admission and routing happen at its own tick, before anything else of
         # that tick but other arrivals. Deciding them at once gives the same order of effects, unless the
         # admission policy reads snapshots (it would see requests routed at the same tick): the heap is skipped.
         inline = adm_lat == 0 and route_lat == 0 and not self.admission.needs_snapshots
+        snapshots_always = self.snapshots_always
         upcoming: deque[Request] = deque(islice(arrivals, lookahead))
         observer = self.observer
         new_arrivals = self.new_arrivals
@@ -127,7 +138,8 @@ class ClusterSimulator:
                 if not inline:
                     push(ctrl, (next_arrival + adm_lat, ADMISSION, next(seq), arrived))
                 else:
-                    admitted, reason = self.admission.admit(arrived, None, next_arrival)
+                    snaps = self.snapshots(next_arrival) if snapshots_always else None
+                    admitted, reason = self.admission.admit(arrived, snaps, next_arrival)
                     if observer is not None:
                         observer.on_admission(arrived, next_arrival, admitted, reason)
                     if admitted:
@@ -141,7 +153,9 @@ class ClusterSimulator:
                 continue
             if head is None:
                 break
-            now, kind, _, payload = pop(heap)
+            now, kind, token, payload = pop(heap)
+            if kind == STEP and token != payload.wake_token:
+                continue  # replaced by a later STEP of the same instance
             if now > horizon:
                 break
             assert now >= self.clock, "clock went backwards"
@@ -162,18 +176,23 @@ class ClusterSimulator:
                     bound = past_horizon
                 end = payload.step(now, bound)
                 if end is not None:
-                    push(steps, (end, STEP, next(seq), payload))
+                    token = next(seq)
+                    push(steps, (end, STEP, token, payload))
+                    payload.wake_token = token
                 events += 1
                 if on_progress is not None and not events & 0xFFF:
                     on_progress(now, self.num_arrived)
             elif kind == ENQUEUE:
                 req, inst = payload
-                if inst.enqueue(req, now):
-                    push(steps, (now, STEP, next(seq), inst))
+                wake = inst.enqueue(req, now)
+                if wake >= 0:
+                    token = next(seq)
+                    push(steps, (wake, STEP, token, inst))
+                    inst.wake_token = token
             elif kind == ROUTING:
                 self._route(payload, now, push, ctrl, seq)
             else:  # ADMISSION
-                snaps = self.snapshots(now) if self.admission.needs_snapshots else None
+                snaps = self.snapshots(now) if self.admission.needs_snapshots or snapshots_always else None
                 admitted, reason = self.admission.admit(payload, snaps, now)
                 if observer is not None:
                     observer.on_admission(payload, now, admitted, reason)
@@ -182,6 +201,7 @@ class ClusterSimulator:
                 else:
                     self._reject(payload)
         for inst in self.instances:
+            inst.settle(past_horizon)  # a parked instance takes its planned boundaries up to the horizon
             inst.finalize()
         if on_progress is not None:
             on_progress(self.clock, self.num_arrived)
@@ -192,7 +212,8 @@ class ClusterSimulator:
 
     def _route(self, req: Request, now: int, push, heap, seq) -> None:
         observer = self.observer
-        snaps = self.snapshots(now) if self.routing.needs_snapshots or observer is not None else None
+        snaps = (self.snapshots(now) if self.routing.needs_snapshots or observer is not None or self.snapshots_always
+                 else None)
         target = self.routing.choose(req, snaps)
         inst = self.instances[target]
         req.instance = target

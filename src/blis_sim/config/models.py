@@ -21,6 +21,7 @@ from .names import (
     PRIORITY_POLICIES,
     ROUTING_POLICIES,
     SCHEDULERS,
+    SCORERS,
     TRACE_LEVELS,
     WORKLOADS,
 )
@@ -34,6 +35,7 @@ from .validators import (
     IntGE1OrUnset,
     NonEmptyStr,
     one_of,
+    parse_scorers,
 )
 
 __all__ = [  # the name sets are re-exported for the CLI and older imports
@@ -61,6 +63,11 @@ def _known_hardware_keys(overrides: tuple[tuple[str, float], ...]) -> tuple[tupl
         raise ValueError(f"unknown hardware calibration key(s) {', '.join(map(repr, unknown))} (keys, spelled as in "
                          f"hardware_config.json: {', '.join(KEYS)})")
     return overrides
+
+
+def _valid_scorers(text: str) -> str:
+    parse_scorers(text, SCORERS)
+    return text
 
 
 class LatencyConfig(_Section):
@@ -108,6 +115,17 @@ class EngineConfig(_Section):
     # per-instance policies: the waiting queue's order and preemption victims, and request priorities (§11.3-§11.4)
     scheduler: Annotated[str, one_of(*SCHEDULERS)] = "fcfs"
     priority_policy: Annotated[str, one_of(*PRIORITY_POLICIES)] = "constant"
+
+    @model_validator(mode="after")
+    def _vllm_priority_reads_request_priorities(self) -> "EngineConfig":
+        # vllm-priority orders requests by their own fixed priorities (engine/policy.py, docs/scheduling.md)
+        if self.scheduler == "vllm-priority" and self.priority_policy != "constant":
+            raise ValueError(
+                f"--priority-policy {self.priority_policy} cannot be combined with --scheduler vllm-priority, which "
+                "orders requests by their own fixed priorities (a CSV trace's priority column) as vLLM does "
+                "(leave --priority-policy at constant)"
+            )
+        return self
 
 
 class WorkloadConfig(_Section):
@@ -159,7 +177,7 @@ class ClusterConfig(_Section):
     token_bucket_capacity: FiniteGT0 = 10000.0
     token_bucket_refill_rate: FiniteGT0 = 1000.0
     routing_policy: Annotated[str, one_of(*ROUTING_POLICIES)] = "round-robin"
-    routing_scorers: str = ""
+    routing_scorers: Annotated[str, AfterValidator(_valid_scorers)] = ""  # name:weight,... ("" = the default profile)
     policy_config: Path | None = None
     snapshot_refresh_interval: IntGE0 = 0
 

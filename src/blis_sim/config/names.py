@@ -18,7 +18,11 @@ ARRIVAL_PROCESSES = ("constant", "poisson")
 ADMISSION_POLICIES = ("always-admit", "token-bucket", "reject-all")
 ROUTING_POLICIES = ("round-robin", "least-loaded", "weighted", "prefix-affinity", "always-busiest")
 PRIORITY_POLICIES = ("constant", "slo-based", "inverted-slo")
-SCHEDULERS = ("fcfs", "priority-fcfs", "sjf", "reverse-priority")
+# the reference's schedulers, and vLLM 0.15.1's own --scheduling-policy priority (a heap by (priority, arrival time))
+SCHEDULERS = ("fcfs", "priority-fcfs", "sjf", "reverse-priority", "vllm-priority")
+# weighted routing's scorers (§11.2) and the profile used when neither --routing-scorers nor a bundle names any
+SCORERS = ("prefix-affinity", "queue-depth", "kv-utilization", "load-balance")
+DEFAULT_SCORERS = (("prefix-affinity", 3.0), ("queue-depth", 2.0), ("kv-utilization", 2.0))
 
 # observability (§12)
 TRACE_LEVELS = ("none", "decisions")

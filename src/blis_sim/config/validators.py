@@ -70,3 +70,30 @@ def format_value(value: Any) -> str:
     if isinstance(value, (tuple, list)):
         return ",".join(format_value(v) for v in value)
     return str(value)
+
+
+def parse_scorers(text: str, known: tuple[str, ...]) -> tuple[tuple[str, float], ...]:
+    """``name:weight,...`` (weighted routing's scorers) as (name, weight) pairs in the given order; "" gives ().
+    Each name from ``known`` at most once, each weight a finite number > 0; anything else raises ValueError saying
+    what is accepted."""
+    accepted = f"name:weight,... with names from {', '.join(sorted(known))}, each at most once, weights finite > 0"
+    out: list[tuple[str, float]] = []
+    if not text.strip():
+        return ()
+    for item in text.split(","):
+        name, sep, weight = item.strip().partition(":")
+        name = name.strip()
+        if not sep:
+            raise ValueError(f"must be {accepted}; {item.strip()!r} has no weight")
+        if name not in known:
+            raise ValueError(f"must be {accepted}; unknown scorer {name!r}")
+        if any(name == seen for seen, _ in out):
+            raise ValueError(f"must be {accepted}; {name} appears twice")
+        try:
+            w = float(weight)
+        except ValueError:
+            raise ValueError(f"must be {accepted}; weight {weight.strip()!r} of {name} is not a number") from None
+        if not (math.isfinite(w) and w > 0):
+            raise ValueError(f"must be {accepted}; weight of {name} is {weight.strip()}")
+        out.append((name, w))
+    return tuple(out)

@@ -274,6 +274,46 @@ class FastPath:
             step.decode_context_sum = base_sum + j * B
         return boundary
 
+    def plan(self, step: StepRecord, end: int, cap: int) -> tuple[list[int], list[int], int]:
+        """What ``skip_ahead`` would do from the cohort-only ``step`` ending at ``end`` if nothing outside the
+        instance acts on it, without doing it: the ticks of the boundaries it would process (at most ``cap``), the
+        blocks taken by the formations after the first k of them (k = 0 .. len), and the tick of the first boundary
+        it would not process (a completion, a block it cannot get, a key the waiting head could use, or the cap).
+        Between ``end`` and that tick a router can see the instance's state without the instance stepping
+        (``Instance.snapshot`` of a parked instance)."""
+        cohort = self.cohort
+        B = cohort.size
+        level0 = step.cohort_level
+        last = cohort.finishes[0][0] - level0
+        times: list[int] = []
+        takes = [0]
+        if last <= 0:
+            return times, takes, end
+        n = last if last < cap else cap
+        durations = self.decode_durations(B, step.decode_context_sum + B, n)
+        buckets = cohort.buckets
+        bs = self.block_size
+        sched = self.sched
+        watch_keys = len(sched.policy) > 0 and B < sched.max_running and B < sched.token_budget
+        free = self.kv.num_free()
+        taken = 0
+        t = end
+        phase = (-(level0 + 1)) % bs
+        for i in range(n):
+            fillers = buckets[phase - 1]
+            if fillers and watch_keys and registers_a_key(fillers):
+                break
+            k = len(buckets[phase])
+            if k > free:
+                break
+            free -= k
+            taken += k
+            times.append(t)
+            takes.append(taken)
+            t += durations[i]
+            phase = phase - 1 if phase else bs - 1
+        return times, takes, t
+
     def decode_durations(self, num_decodes: int, first_sum: int, m: int) -> list[int]:
         """Durations of ``m`` consecutive decode-only steps whose context sums start at ``first_sum``.
 

@@ -14,7 +14,9 @@ loop (``_step_async`` below). An optional observer (engine/observer.py) hears of
 from __future__ import annotations
 
 import logging
+from bisect import bisect_left
 from collections import deque
+from typing import Final
 
 from mypy_extensions import mypyc_attr
 
@@ -36,6 +38,7 @@ from .snapshot import KVSignals, Snapshot
 log = logging.getLogger("blis_sim")
 
 
+PLAN_CAP: Final = 256  # boundaries a parked instance plans ahead (it wakes to plan again after them)
 REASON_MODEL_LEN = "prompt + output tokens exceed --max-model-len"
 REASON_KV = "KV blocks needed exceed --total-kv-blocks"
 
@@ -64,6 +67,14 @@ class Instance:
         "fast_path",
         "observer",
         "signals",
+        "fresh_waiting",
+        "lazy",
+        "parked",
+        "resume_at",
+        "plan_times",
+        "plan_takes",
+        "plan_used",
+        "wake_token",
     )
 
     def __init__(
@@ -83,8 +94,8 @@ class Instance:
         self.name = f"instance_{index}"
         self.kv = KVCacheManager(total_kv_blocks, cfg.block_size_in_tokens, tier)
         self.stats = InstanceStats()
-        if policy is None:
-            policy = SCHEDULING_POLICIES[cfg.scheduler]()
+        if policy is None:  # the run's --scheduler, built from the engine settings (its --priority-policy)
+            policy = SCHEDULING_POLICIES[cfg.scheduler](cfg)
         self.scheduler = Scheduler(cfg, self.kv, self.stats.scheduling_delay.counts, policy)
         self.latency = latency
         self.max_model_len = cfg.max_model_len
@@ -107,6 +118,16 @@ class Instance:
         )
         self.observer = observer
         self.signals = KVSignals(snapshot_refresh_interval)
+        self.fresh_waiting = False  # a request reached the waiting queue since the last batch formation
+        # Parking (set up by the cluster when routing reads instance state, see ``_park``): a stable decode batch in
+        # flight is left to run on its own until something looks at or acts on the instance.
+        self.lazy = False
+        self.parked = False
+        self.resume_at = 0  # parked: the end of the step in flight, where the planned stretch starts
+        self.plan_times: list[int] = []  # parked: ticks of the boundaries the stretch will take on its own
+        self.plan_takes: list[int] = []  # parked: blocks taken by the formations after the first k of them
+        self.plan_used = 0  # parked: blocks in use when it parked
+        self.wake_token = -1  # the cluster's mark of this instance's one current STEP event
 
     # -- the cluster's face -----------------------------------------------------------------------------------
     def assign(self, req: Request) -> int:
@@ -116,8 +137,12 @@ class Instance:
         self.stats.injected += 1
         return self.latency.queueing_time(req.num_prompt_tokens)
 
-    def enqueue(self, req: Request, now: int) -> bool:
-        """Put a routed request in the waiting queue; True when the caller must schedule a STEP at ``now``."""
+    def enqueue(self, req: Request, now: int) -> int:
+        """Put a routed request in the waiting queue. Returns the tick at which the caller must schedule this
+        instance's next STEP (replacing any earlier one), or -1 when its current STEP stands."""
+        wake = -1
+        if self.parked:  # the planned stretch runs up to now; the request changes what follows
+            wake = self._unpark(now)
         self.num_pending -= 1
         self.stats.last_event_time = now
         req.enqueue_time = now
@@ -125,17 +150,18 @@ class Instance:
         N = req.num_output_tokens
         if P + N > self.max_model_len:
             self._drop(req, REASON_MODEL_LEN)
-            return False
+            return wake
         if -(-(P + max(N - 1, 0)) // self.block_size) > self.kv.num_blocks:
             self._drop(req, REASON_KV)
-            return False
+            return wake
         req.status = RequestStatus.WAITING
         self.scheduler.policy.add(req)
+        self.fresh_waiting = True
         self.stats.total_input_tokens += P
         if self.step_pending:
-            return False
+            return wake
         self.step_pending = True
-        return True
+        return now
 
     def snapshot(self, now: int) -> Snapshot:
         """What a router may see of this instance at ``now`` (§6.2): queue depth, batch size and pending requests
@@ -143,7 +169,10 @@ class Instance:
         kv = self.kv
         signals = self.signals
         if signals.stale(now):
-            signals.refresh(now, kv.usage(), kv.num_blocks - kv.num_used,
+            used = kv.num_used
+            if self.parked:  # the planned boundaries before now have taken their blocks (ticks at now: not yet)
+                used = self.plan_used + self.plan_takes[bisect_left(self.plan_times, now)]
+            signals.refresh(now, used / kv.num_blocks, kv.num_blocks - used,
                             kv.hit_tokens / kv.query_tokens if kv.query_tokens else 0.0)
         return Snapshot(
             queue_depth=len(self.scheduler.policy),
@@ -202,20 +231,40 @@ class Instance:
         if self.asynchronous:
             stats.last_event_time = now
             return self._step_async(now)
+        if self.parked:  # woken at the first boundary its plan does not cover: take the planned ones first
+            self._unpark(now)
         sched = self.scheduler
         policy = sched.policy
         fast = self.fast
         observer = self.observer
+        stretches = self.stretches
         while True:
             stats.last_event_time = now
             applied = self.in_flight
             if applied is not None:
+                if (stretches and not applied.requests and not applied.preempted and not self.fresh_waiting
+                        and now < bound):
+                    # The cohort-only step in flight ends now and nothing reached this instance since it was
+                    # formed: the stable batch goes on exactly as if its stretch had been given this bound then.
+                    end = self.fast_path.skip_ahead(applied, now, bound)
+                    if end > now:
+                        self.step_pending = True
+                        if end >= bound:
+                            return self._park(end) if self.lazy else end
+                        now = end
+                        continue
                 self.in_flight = None
                 self.apply_step(applied, now)
             if not len(policy) and not sched.running and not self.cohort.size:
                 self.step_pending = False
                 return None
             step = self.fast_path.form(now) if fast else sched.schedule(now)
+            self.fresh_waiting = False
+            if not step.requests and not step.cohort_size:
+                # vllm-priority only: the pass preempted every request it had scheduled (engine/policy.py). vLLM runs
+                # the empty batch, which takes no device time and is not a step, and schedules again at once.
+                assert step.preempted, "internal error: empty batch with pending work"
+                continue
             stats.hol_sum += len(policy)
             stats.hol_steps += 1
             stats.num_steps += 1
@@ -227,15 +276,51 @@ class Instance:
                 observer.on_step(self.index, step)
             if not fast or end >= bound:
                 self.in_flight = step
+                if self.lazy and stretches and not step.requests and not step.preempted:
+                    return self._park(end)
                 return end
-            if self.stretches and not step.requests and not step.preempted:  # the cohort alone: stable until
+            if stretches and not step.requests and not step.preempted:  # the cohort alone: stable until
                 end = self.fast_path.skip_ahead(step, end, bound)  # it changes
                 self.in_flight = step
                 if end >= bound:
-                    return end
+                    return self._park(end) if self.lazy else end
             else:
                 self.in_flight = step
             now = end  # nothing outside this instance acts before ``bound``: take that boundary here
+
+    # -- parking: a stable decode batch left to run on its own ---------------------------------------------------
+    def _park(self, end: int) -> int:
+        """The step in flight is the decode cohort alone and ends at ``end``, past the bound; nothing reached the
+        instance since it was formed. When routing reads instance state, every instance would otherwise be woken
+        at every arrival just to take one boundary. Instead the stretch ahead is planned (``FastPath.plan``):
+        until its first unplanned boundary, returned as the tick of the next STEP, the instance's snapshot is
+        computed from the plan, and an ENQUEUE (or the end of the run) first takes the planned boundaries before
+        it (``_unpark``). Exact, because nothing outside the instance acts on it in between."""
+        in_flight = self.in_flight
+        assert in_flight is not None
+        times, takes, wake = self.fast_path.plan(in_flight, end, PLAN_CAP)
+        if not times:
+            return end
+        self.parked = True
+        self.resume_at = end
+        self.plan_times = times
+        self.plan_takes = takes
+        self.plan_used = self.kv.num_used
+        return wake
+
+    def _unpark(self, t: int) -> int:
+        """Take the planned boundaries before ``t``; returns the end of the step then in flight (>= ``t``)."""
+        self.parked = False
+        step = self.in_flight
+        assert step is not None
+        end = self.fast_path.skip_ahead(step, self.resume_at, t)
+        self.step_pending = True
+        return end
+
+    def settle(self, bound: int) -> None:
+        """End of the run's event loop: a parked instance takes its planned boundaries before ``bound``."""
+        if self.parked:
+            self._unpark(bound)
 
     def apply_step(self, step: StepRecord, now: int) -> None:
         """Results of the step that ends at ``now``: each request that caught up with its known tokens emits its
@@ -309,8 +394,8 @@ class Instance:
         while True:
             if len(policy) or sched.running:
                 batch = self._form_async(now)
-                if not batch.requests:
-                    assert len(fifo) > 0, "internal error: empty batch with pending work"
+                if not batch.requests:  # with an empty FIFO only when it preempted (vllm-priority): applied at once
+                    assert len(fifo) > 0 or batch.preempted, "internal error: empty batch with pending work"
                 fifo.append(batch)
                 if batch.requests and len(fifo) == 1 and batch.end > now:
                     continue  # the device is busy with it: form the next batch at once

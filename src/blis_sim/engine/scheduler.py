@@ -3,8 +3,11 @@
 There are no phases: each request's computed tokens chase its known tokens, one token budget is spent on running
 requests first (in admission order), then on waiting ones. When a running request cannot get a block, the policy's
 victim is preempted (recompute; under FCFS the most recently admitted running request), possibly the request itself;
-after any preemption no waiting request is admitted in the same pass. The waiting queue and its order belong to the
-scheduling policy (engine/policy.py); KV blocks and their counters to the KV manager.
+after any preemption no waiting request is admitted in the same pass. A policy that may pick a victim scheduled
+earlier in the pass (vLLM's priority policy, ``SchedulingPolicy.any_victim``) gets that victim's share of the step
+taken back (``take_back``) and its tokens returned to the budget, as vLLM's ``Scheduler.schedule`` does. The
+waiting queue and its order belong to the scheduling policy (engine/policy.py); KV blocks and their counters to the
+KV manager.
 """
 
 from __future__ import annotations
@@ -99,6 +102,11 @@ class Scheduler:
             if target > len(req.blocks) * bs or min(target, known) // bs > req.num_cached_blocks:
                 while not kv.allocate_running(req, k, known):
                     victim = policy.victim(running)
+                    if policy.any_victim and victim is not req:
+                        back = self.take_back(step, victim)
+                        if back:  # it was scheduled earlier in this pass, so it stood before ``req``
+                            budget += back
+                            i -= 1
                     self._preempt(victim, step)
                     if victim is req:
                         self.num_self_preemptions += 1
@@ -176,6 +184,55 @@ class Scheduler:
         if c == known:  # caught up: this step samples the next token
             req.num_placeholders = ph + 1
             step.emits.append(req)
+
+    @staticmethod
+    def take_back(step: StepRecord, victim: Request) -> int:
+        """Undo ``record`` for a running request that was scheduled earlier in this pass and is now preempted
+        (vLLM's priority policy: ``Scheduler.schedule`` pops its tokens, blocks and outputs from the pass and refunds
+        its tokens to the budget). Returns its tokens, or 0 when it was not scheduled in this pass.
+
+        Its entry leaves ``requests``/``num_new_tokens``; a decode leaves the decode count and context sum, any other
+        item its ``prefill_items`` entry, found by counting the prefill items of the entries before it (an entry was
+        a decode exactly when it took one token, emits, and had an output token known before this step); an emit
+        leaves ``emits`` with the placeholder it added. Only Phase A has run, so every entry is a running request.
+        O(batch), and only on this preemption.
+        """
+        reqs = step.requests
+        pos = len(reqs) - 1
+        while pos >= 0 and reqs[pos] is not victim:
+            pos -= 1
+        if pos < 0:
+            return 0
+        counts = step.num_new_tokens
+        k = counts[pos]
+        emits = step.emits
+        emitting: set[int] = set()
+        emitted = False
+        for r in emits:
+            if r is victim:
+                emitted = True
+            else:
+                emitting.add(id(r))
+        c_before = victim.num_computed_tokens - k
+        victim.num_computed_tokens = c_before
+        if emitted:
+            step.emits = [r for r in emits if r is not victim]
+            victim.num_placeholders -= 1
+        if emitted and k == 1 and victim.num_generated + victim.num_placeholders >= 1:
+            step.num_decodes -= 1
+            step.decode_context_sum -= c_before
+        else:
+            j = 0
+            for q in range(pos):
+                r = reqs[q]
+                decode = counts[q] == 1 and id(r) in emitting and r.num_generated + r.num_placeholders >= 2
+                if not decode:
+                    j += 1
+            del step.prefill_items[j]
+            step.num_prefill_tokens -= k
+        del reqs[pos]
+        del counts[pos]
+        return k
 
     def _preempt(self, victim: Request, step: StepRecord) -> None:
         """Recompute preemption: free all KV, back to the head of the waiting queue, keep generated tokens."""

@@ -9,23 +9,37 @@ from metrics scraped every few seconds, and acting on a lagging signal is part o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True, slots=True)
 class Snapshot:
-    """One instance as the control plane sees it."""
+    """One instance as the control plane sees it; read, never written (a plain class: routers build one per
+    instance at every arrival, and a frozen dataclass costs several times more to construct)."""
 
-    queue_depth: int
-    batch_size: int
-    pending_requests: int
-    kv_utilization: float
-    free_kv_blocks: int
-    cache_hit_rate: float = 0.0
+    __slots__ = ("queue_depth", "batch_size", "pending_requests", "kv_utilization", "free_kv_blocks", "cache_hit_rate")
+
+    def __init__(
+        self,
+        queue_depth: int,
+        batch_size: int,
+        pending_requests: int,
+        kv_utilization: float,
+        free_kv_blocks: int,
+        cache_hit_rate: float = 0.0,
+    ) -> None:
+        self.queue_depth = queue_depth
+        self.batch_size = batch_size
+        self.pending_requests = pending_requests
+        self.kv_utilization = kv_utilization
+        self.free_kv_blocks = free_kv_blocks
+        self.cache_hit_rate = cache_hit_rate
 
     @property
     def effective_load(self) -> int:
         return self.queue_depth + self.batch_size + self.pending_requests
+
+    def __repr__(self) -> str:
+        return (f"Snapshot(queue_depth={self.queue_depth}, batch_size={self.batch_size}, "
+                f"pending_requests={self.pending_requests}, kv_utilization={self.kv_utilization}, "
+                f"free_kv_blocks={self.free_kv_blocks}, cache_hit_rate={self.cache_hit_rate})")
 
 
 class KVSignals:

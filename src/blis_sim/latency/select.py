@@ -18,7 +18,9 @@ kernel model, and blackbox models not at all.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass, replace
+from typing import Hashable
 
 from ..config.defaults_file import DefaultsFile, load_defaults
 from ..config.models import EngineConfig, LatencyConfig
@@ -45,6 +47,33 @@ class ResolvedLatency:
     tp: int
     vllm_version: str
     kind: str  # "blackbox" | "roofline-v1" | "roofline-v2"
+
+
+class LatencyCache:
+    """Resolved latency models kept between runs of one process (sweeps, capacity searches): a run with the same
+    latency and engine settings (and the same fields given explicitly, since a stated --total-kv-blocks wins over a
+    derived one) gets the same model back instead of reading config files and kernel tables again. A latency model
+    is a pure function of its inputs, so a reused model prices every step exactly as a fresh one."""
+
+    def __init__(self, size: int = 32) -> None:
+        self.size = size
+        self.entries: OrderedDict[Hashable, ResolvedLatency] = OrderedDict()
+        self.resolved = 0  # models built
+        self.reused = 0  # models handed out again
+
+    def resolve(self, lat: LatencyConfig, eng: EngineConfig) -> ResolvedLatency:
+        key = (lat, frozenset(lat.model_fields_set), eng, frozenset(eng.model_fields_set))
+        hit = self.entries.get(key)
+        if hit is not None:
+            self.entries.move_to_end(key)
+            self.reused += 1
+            return hit
+        hit = resolve_latency(lat, eng)
+        self.resolved += 1
+        self.entries[key] = hit
+        if len(self.entries) > self.size:
+            self.entries.popitem(last=False)
+        return hit
 
 
 def _coeffs(values) -> str:

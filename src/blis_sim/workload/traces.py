@@ -1,8 +1,10 @@
 """CSV request traces for ``--workload traces`` (ENGINE.md §10.3).
 
 One header row, then one request per data row: arrival time in seconds (column 0), two ignored columns (request id,
-model), the prompt token IDs and the output token IDs as JSON arrays (columns 3 and 4). Every problem is an
-``InputError`` naming the flag, the file, the 1-based physical line and the column.
+model), the prompt token IDs and the output token IDs as JSON arrays (columns 3 and 4), and, when the header names
+its sixth column ``priority``, the request's integer priority there (``Request.priority``, 0 without the column;
+lower is served first by ``--scheduler vllm-priority``, the only scheduler that reads it: docs/scheduling.md). Every
+problem is an ``InputError`` naming the flag, the file, the 1-based physical line and the column.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ log = logging.getLogger("blis_sim")
 
 FLAG = "--workload-traces-filepath"
 MIN_FIELDS = 5
+PRIORITY_COLUMN = 5  # arrival_time,request_id,model,prompt_tokens,output_tokens,priority (the vLLM oracle's layout)
+PRIORITY_LIMIT = 2**53  # priorities are kept as floats: every integer up to this size is exact, so they order exactly
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 _INT64_MAX = 2**63 - 1
 # A plain decimal number: digits with an optional fraction and exponent. Rejects nan, inf and "1_000".
 _SECONDS = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
@@ -49,10 +54,12 @@ def read_csv_trace(path: Path, horizon: int | float, num_requests: int | None) -
     except OSError as exc:
         raise InputError(f"{where}: cannot be read ({exc.strerror or exc})") from None
 
-    rows: list[tuple[int, int, np.ndarray, int]] = []  # (arrival, data-row index, tokens, num_prompt_tokens)
+    # (arrival, data-row index, tokens, num_prompt_tokens, priority)
+    rows: list[tuple[int, int, np.ndarray, int, int]] = []
     with handle:
         reader = csv.reader(handle, strict=True)
         header: list[str] | None = None
+        has_priority = False
         num_data_rows = 0
         last_line = 0  # physical lines consumed so far; a row starts on the line after
         try:
@@ -69,15 +76,18 @@ def read_csv_trace(path: Path, horizon: int | float, num_requests: int | None) -
                             "starts with request_id,client_id); use a CSV trace with the columns arrival_time, "
                             "request_id, model, prompt_tokens, output_tokens"
                         )
+                    has_priority = len(row) > PRIORITY_COLUMN and row[PRIORITY_COLUMN].strip() == "priority"
                     continue
                 if num_requests is not None and num_data_rows >= num_requests:
                     break
                 k = num_data_rows
                 num_data_rows += 1
-                arrival, tokens, num_prompt = _parse_row(row, len(header), f"{where}: line {line}")
+                at = f"{where}: line {line}"
+                arrival, tokens, num_prompt = _parse_row(row, len(header), at)
+                priority = _priority(row[PRIORITY_COLUMN], at) if has_priority else 0
                 if arrival > horizon:
                     continue
-                rows.append((arrival, k, tokens, num_prompt))
+                rows.append((arrival, k, tokens, num_prompt, priority))
         except csv.Error as exc:
             raise InputError(f"{where}: line {reader.line_num}: not valid CSV ({exc})") from None
         except UnicodeDecodeError:
@@ -92,10 +102,23 @@ def read_csv_trace(path: Path, horizon: int | float, num_requests: int | None) -
         raise InputError(f"{where}: the file has a header but no data rows ({accepted})")
 
     rows.sort(key=lambda r: r[0])  # stable: same-tick arrivals keep file order
-    return [
-        Request(index, arrival, tokens, num_prompt, request_id=f"request_{k}")
-        for index, (arrival, k, tokens, num_prompt) in enumerate(rows)
-    ]
+    requests = []
+    for index, (arrival, k, tokens, num_prompt, priority) in enumerate(rows):
+        req = Request(index, arrival, tokens, num_prompt, request_id=f"request_{k}")
+        if priority:
+            req.priority = float(priority)
+        requests.append(req)
+    return requests
+
+
+def _priority(text: str, where: str) -> int:
+    """The integer in a row's ``priority`` column (the row has as many fields as the header, so it exists)."""
+    value = text.strip()
+    if _INTEGER.fullmatch(value):
+        priority = int(value)
+        if -PRIORITY_LIMIT <= priority <= PRIORITY_LIMIT:
+            return priority
+    raise InputError(f"{where}: priority must be an integer between -2**53 and 2**53, got {_clip(text)!r}")
 
 
 def _parse_row(row: list[str], num_header_fields: int, where: str) -> tuple[int, np.ndarray, int]:
