@@ -478,6 +478,9 @@ class _LazyGroup(click.Group):
     lazy: dict[str, tuple[str, str]] = {
         "evaluate": ("blis_sim.evaluate.command", "evaluate_command"),
         "calibrate": ("blis_sim.evaluate.calibrate_command", "calibrate_command"),
+        "sweep": ("blis_sim.capacity.command", "sweep_command"),
+        "capacity": ("blis_sim.capacity.command", "capacity_command"),
+        "plot": ("blis_sim.capacity.command", "plot_command"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

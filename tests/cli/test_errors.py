@@ -43,7 +43,8 @@ EXACT = [
     (("run", "--summarize-trace=yes"), "--summarize-trace is a switch and takes no value (see blis run --help)"),
     (("nope",), "unknown command 'nope' (see blis --help)"),
     (("--foo",), "unknown option --foo (see blis --help)"),
-    ((), "missing command: expected one of bench-mfu, calibrate, evaluate, run (see blis --help)"),
+    ((), "missing command: expected one of bench-mfu, calibrate, capacity, evaluate, plot, run, sweep "
+         "(see blis --help)"),
     # (2) ranges
     ((*M, "--rate", "-3"), "--rate must be a finite number > 0, got -3"),
     ((*M, "--rate=-3"), "--rate must be a finite number > 0, got -3"),

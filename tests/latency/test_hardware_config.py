@@ -38,7 +38,7 @@ def write(tmp_path: Path, content) -> Path:
 @pytest.mark.parametrize("gpu", sorted(PEAKS))
 def test_packaged_entries_complete_and_valid(gpu, path):
     raw = json.loads(path.read_text())[gpu]
-    base = set(KEYS) - ADDED | {"memoryGB", "linkBwGBs"}
+    base = set(KEYS) - ADDED | {"memoryGB", "linkBwGBs", "priceUsdPerHour"}  # the price: blis capacity only
     assert base <= set(raw) <= base | ADDED | {"rooflineV2"}
     if path == HANDSET:
         assert set(raw) == base  # hand-set: none of the added terms
@@ -48,6 +48,7 @@ def test_packaged_entries_complete_and_valid(gpu, path):
     assert (hw.tflops_peak, hw.bw_peak_tbs) == PEAKS[gpu]
     assert hw.memory_gb and hw.memory_gb > 0
     assert hw.link_bw_gbs and hw.link_bw_gbs > 0  # roofline v2's all-reduce bandwidth
+    assert raw["priceUsdPerHour"] > 0  # US dollars per GPU-hour (data/README.md), read by blis capacity and sweep
 
 
 def test_handset_h100_and_a100_follow_the_spec_table():
