@@ -386,7 +386,9 @@ def build_config(values: dict[str, Any], given: set[str]) -> SimulationConfig:
         if flag.name not in given:
             continue
         value = values[flag.name]
-        if flag.kind == "path":
+        if flag.kind == "path" and flag.name == "results_path" and value:
+            pass  # kept a string: the configuration refuses a trailing separator (a directory, not a file)
+        elif flag.kind == "path":
             value = Path(value) if value else None  # an explicit "" means "none", like the default
         (top if flag.section == TOP else sections[flag.section])[flag.name] = value
     kwargs: dict[str, Any] = {"latency": sections["latency"], **top}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
@@ -147,3 +149,38 @@ def test_trace_without_data_rows(tmp_path, text):
 def test_workload_of_zero_requests(workload):
     p = _blis("--model", "meta-llama/llama-3.1-8b-instruct", "--workload", workload, "--num-requests", "0")
     _assert_one_line(p, f"--num-requests 0 with --workload {workload}: the run would have no request")
+
+
+# The results file never replaces what is not a regular file, and never lands where a directory was meant.
+QUICK = ["--model", "meta-llama/llama-3.1-8b-instruct", "--num-requests", "3"]
+
+
+def test_results_path_refuses_devices_and_pipes(tmp_path):
+    p = _blis(*QUICK, "--results-path", "/dev/null")
+    _assert_one_line(p, "--results-path /dev/null: is a character device, not a regular file")
+    assert Path("/dev/null").is_char_device()  # still the device
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    _assert_one_line(_blis(*QUICK, "--results-path", str(fifo)), "is a named pipe, not a regular file")
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+
+
+def test_results_path_with_a_trailing_separator_is_refused(tmp_path):
+    target = f"{tmp_path}/newdir/"
+    _assert_one_line(_blis(*QUICK, "--results-path", target), "--results-path must be a file path, not a directory")
+    assert not (tmp_path / "newdir").exists()
+
+
+def test_results_path_through_a_symlink_writes_the_target(tmp_path):
+    real = tmp_path / "real.json"
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    p = _blis(*QUICK, "--results-path", str(link))
+    assert p.returncode == 0, p.stderr
+    assert link.is_symlink() and json.loads(real.read_text())["requests"]
+    assert stat.S_IMODE(real.stat().st_mode) & 0o044  # readable as a new file would be (not mkstemp's 0600)
+
+
+def test_results_path_with_an_overlong_name_is_refused_before_the_run(tmp_path):
+    p = _blis(*QUICK, "--results-path", str(tmp_path / ("a" * 250 + ".json")))
+    _assert_one_line(p, "the file name is too long")

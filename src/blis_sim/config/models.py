@@ -7,10 +7,11 @@ Field names are the ``blis run`` flag names with underscores, so an error on ``w
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from .names import (
     ADMISSION_POLICIES,
@@ -182,10 +183,17 @@ class ClusterConfig(_Section):
     snapshot_refresh_interval: IntGE0 = 0
 
 
+def _file_path(value: object) -> object:
+    """An output file path: a string ending in a separator names a directory, which is never what is meant."""
+    if isinstance(value, str) and value.endswith(("/", os.sep)):
+        raise ValueError("must be a file path, not a directory (it ends in a separator)")
+    return value
+
+
 class OutputConfig(_Section):
     """Observability and result files (ENGINE.md §12, §14)."""
 
-    results_path: Path | None = None
+    results_path: Annotated[Path | None, BeforeValidator(_file_path)] = None
     log: Annotated[str, one_of(*LOG_LEVELS)] = "warn"
     trace_level: Annotated[str, one_of(*TRACE_LEVELS)] = "none"
     counterfactual_k: IntGE0 = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -11,8 +12,34 @@ from ..errors import InputError
 from .results import Results
 
 
+_KINDS = (
+    (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _target(path: Path) -> Path:
+    """The file a write to ``path`` must replace: a symbolic link's final target (the link itself stays)."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
 def check_writable(path: Path, flag: str = "--results-path") -> None:
-    """Fail before the simulation when the file could not be written afterwards (§14.3)."""
+    """Fail before the simulation when the file could not be written afterwards (§14.3). Only a regular file (or a
+    new one) is ever written: the atomic rename would otherwise replace a device, a pipe or a socket with a file."""
+    path = _target(Path(path))
+    if path.exists():
+        mode = path.stat().st_mode
+        for test, kind in _KINDS:
+            if test(mode):
+                raise InputError(f"{flag} {path}: is {kind}, not a regular file (give the path of a file to write)")
+    name_max = 255
+    try:
+        name_max = os.pathconf(path.parent if str(path.parent) else ".", "PC_NAME_MAX")
+    except (OSError, ValueError):
+        pass
+    if len(os.fsencode(path.name)) + 16 > name_max:  # the temporary file's name adds a dot, a suffix and 8 chars
+        raise InputError(f"{flag} {path}: the file name is too long ({len(os.fsencode(path.name))} bytes; at most "
+                         f"{name_max - 16} here)")
     directory = path.parent
     if not directory.exists():
         raise InputError(f"{flag} {path}: directory '{directory}' does not exist")
@@ -27,11 +54,20 @@ def check_writable(path: Path, flag: str = "--results-path") -> None:
 
 
 def write_json_atomic(path: Path, obj: dict) -> None:
-    path = Path(path)
+    """Write ``obj`` as JSON to a temporary file beside the target, then rename it over the target (through a
+    symbolic link to its final target, which keeps the link)."""
+    path = _target(Path(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(json.dumps(obj, indent=2, allow_nan=False) + "\n")
+        # mkstemp makes the file private (0600): give it the mode the file had, or the one a new file would get
+        if path.exists():
+            os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
