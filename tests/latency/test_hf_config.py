@@ -69,9 +69,44 @@ def test_kv_heads_default_and_missing_ffn(tmp_path):
     assert m.num_kv_heads == 32 and m.intermediate_size == 0 and m.ffn_size == 4 * 4096
 
 
-def test_fractional_truncated_and_non_numeric_read_zero(tmp_path):
-    m = load_model_config(write(tmp_path, {**BASE, "num_hidden_layers": 31.9, "vocab_size": "lots"}))
-    assert m.num_layers == 31 and m.vocab_size == 0
+def test_fractional_truncated_and_null_read_as_absent(tmp_path):
+    m = load_model_config(write(tmp_path, {**BASE, "num_hidden_layers": 31.9, "vocab_size": None, "head_dim": None}))
+    assert m.num_layers == 31 and m.vocab_size == 0 and m.head_dim == 0
+
+
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        ({"vocab_size": "lots"}, "vocab_size must be an integer from 0 to 16,777,216, got 'lots'"),
+        ({"vocab_size": -1}, "vocab_size must be an integer from 0 to 16,777,216, got -1"),
+        ({"num_key_value_heads": "abc"}, "num_key_value_heads must be an integer from 1 to 65,536, got 'abc'"),
+        ({"num_key_value_heads": 0}, "num_key_value_heads must be an integer from 1 to 65,536, got 0"),
+        ({"num_key_value_heads": 64}, "num_key_value_heads must divide num_attention_heads (32), got 64"),
+        ({"num_key_value_heads": 5}, "num_key_value_heads must divide num_attention_heads (32), got 5"),
+        ({"head_dim": 0}, "head_dim must be an integer from 1 to 65,536, got 0"),
+        ({"hidden_size": 3}, "hidden_size (3) must be a multiple of num_attention_heads (32)"),
+        ({"hidden_size": 1e300}, "hidden_size must be an integer from 1 to 1,048,576, got 1e+300"),
+        ({"num_hidden_layers": 2**70}, "num_hidden_layers must be an integer from 1 to 10,000"),
+        ({"num_local_experts": 8, "num_experts_per_tok": 9}, "num_experts_per_tok (9) exceeds the number of experts (8)"),
+        ({"num_local_experts": 2.5e9}, "num_local_experts must be an integer from 0 to 65,536"),
+        ({"moe_intermediate_size": -4}, "moe_intermediate_size must be an integer from 0 to 4,194,304, got -4"),
+    ],
+)
+def test_dimensions_outside_what_a_model_can_have(tmp_path, edit, message):
+    with pytest.raises(InputError) as e:
+        load_model_config(write(tmp_path, {**BASE, **edit}))
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_deep_nesting_and_huge_integers_are_input_errors(tmp_path):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(InputError, match="cannot be read as a model config"):
+        load_model_config(folder)
+    (folder / "config.json").write_text('{"hidden_size": ' + "9" * 5000 + "}")
+    with pytest.raises(InputError, match="cannot be read as a model config"):
+        load_model_config(folder)
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ v1 stays the reference's model.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,6 +164,41 @@ def _weight_bytes(raw: dict[str, Any], where: str) -> tuple[str, float]:
     )
 
 
+# What a config.json dimension may be, physically: (smallest, largest). A key that is present (and not null) must be a
+# JSON number in its range; a fraction is truncated as the reference does. Absent keys keep their defaults below.
+BOUNDS: dict[str, tuple[int, int]] = {
+    "num_hidden_layers": (1, 10_000),
+    "hidden_size": (1, 1 << 20),
+    "num_attention_heads": (1, 1 << 16),
+    "num_key_value_heads": (1, 1 << 16),
+    "head_dim": (1, 1 << 16),
+    "intermediate_size": (0, 1 << 22),
+    "vocab_size": (0, 1 << 24),
+    "num_local_experts": (0, 1 << 16),
+    "num_experts": (0, 1 << 16),
+    "n_routed_experts": (0, 1 << 16),
+    "num_experts_per_tok": (0, 1 << 16),
+    "moe_topk": (0, 1 << 16),
+    "moe_intermediate_size": (0, 1 << 22),
+    "shared_expert_intermediate_size": (0, 1 << 22),
+    "n_shared_experts": (0, 1 << 10),
+    "max_position_embeddings": (0, 1 << 31),
+    "decoder_sparse_step": (0, 10_000),
+    "first_k_dense_replace": (0, 10_000),
+    "moe_layer_freq": (0, 10_000),
+}
+
+
+def _check_bounds(raw: dict[str, Any], where: str) -> None:
+    for key, (lo, hi) in BOUNDS.items():
+        value = raw.get(key)
+        if value is None:
+            continue
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not ok or not lo <= int(value) <= hi:
+            raise InputError(f"{where}: {key} must be an integer from {lo:,} to {hi:,}, got {value!r}"[:400])
+
+
 def parse_model_config(raw: Any, where: str, source: str = "") -> ModelConfig:
     """Build a validated ``ModelConfig`` from a decoded ``config.json``; ``where`` prefixes every error message."""
     if not isinstance(raw, dict):
@@ -176,9 +212,13 @@ def parse_model_config(raw: Any, where: str, source: str = "") -> ModelConfig:
     for key, value in (("num_hidden_layers", layers), ("hidden_size", hidden), ("num_attention_heads", heads)):
         if value <= 0:
             raise InputError(f"{where}: {key} must be > 0, got {value}")
+    _check_bounds(raw, where)
     kv_heads = _int_field(raw, "num_key_value_heads")
-    if kv_heads < 0:
-        raise InputError(f"{where}: num_key_value_heads must be > 0 when given, got {kv_heads}")
+    if kv_heads and (kv_heads > heads or heads % kv_heads):
+        raise InputError(f"{where}: num_key_value_heads must divide num_attention_heads ({heads}), got {kv_heads}")
+    if raw.get("head_dim") is None and hidden % heads:
+        raise InputError(f"{where}: hidden_size ({hidden}) must be a multiple of num_attention_heads ({heads}) when "
+                         "the file has no head_dim")
     ffn = _int_field(raw, "intermediate_size")
     if ffn < 0:
         raise InputError(f"{where}: intermediate_size must be >= 0, got {ffn}")
@@ -187,6 +227,9 @@ def parse_model_config(raw: Any, where: str, source: str = "") -> ModelConfig:
     experts = (
         _int_field(raw, "num_local_experts") or _int_field(raw, "num_experts") or _int_field(raw, "n_routed_experts")
     )
+    per_token = _int_field(raw, "num_experts_per_tok") or _int_field(raw, "moe_topk")
+    if experts and per_token > experts:
+        raise InputError(f"{where}: num_experts_per_tok ({per_token}) exceeds the number of experts ({experts})")
     moe_ffn = _int_field(raw, "moe_intermediate_size")
     shared_ffn = _int_field(raw, "shared_expert_intermediate_size") or _int_field(raw, "n_shared_experts") * moe_ffn
     quant, weight_bytes = _weight_bytes(raw, where)
@@ -256,4 +299,6 @@ def load_model_config(folder: Path | str) -> ModelConfig:
         raise InputError(
             f"{where}: config.json is not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})"
         ) from None
+    except (RecursionError, ValueError) as exc:  # nesting too deep; an integer of thousands of digits
+        raise InputError(f"{where}: config.json cannot be read as a model config ({type(exc).__name__})") from None
     return parse_model_config(raw, where, str(path))
