@@ -1,5 +1,5 @@
-"""``python -m blis_sim`` runs the CLI."""
+"""``python -m blis_sim`` runs the CLI (with the console scripts' signal handling)."""
 
-from .cli import main
+from ._entry import main
 
 main()

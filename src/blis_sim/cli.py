@@ -49,13 +49,14 @@ from .config.models import (
     WorkloadConfig,
 )
 from .config.validators import format_value
-from .errors import InputError
+from ._entry import stop_children
+from .errors import InputError, Terminated
 
 log = logging.getLogger("blis_sim")
 
 PROG_NAMES = ("blis", "simulation_worker")
 _STATE = {"debug": False}  # whether this invocation logs at debug level (internal errors then show a traceback)
-EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -695,14 +696,21 @@ def run_cli(args: list[str] | None = None, prog_name: str | None = None) -> int:
     except InputError as exc:
         return _fail(str(exc))
     except (_Interrupted, KeyboardInterrupt, click.Abort):
+        stop_children()
         sys.stderr.write("blis: interrupted\n")
         sys.stderr.flush()
         return EXIT_INTERRUPTED
+    except Terminated:
+        stop_children()
+        sys.stderr.write("blis: terminated\n")
+        sys.stderr.flush()
+        return EXIT_TERMINATED
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, traceback only when debugging
         if _STATE["debug"]:
             log.debug("traceback of the internal error:", exc_info=exc)
         detail = _one_line(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-        sys.stderr.write(f"blis: internal error: {detail} (run with --log debug for details)\n")
+        sys.stderr.write(f"blis: internal error: {detail} (a bug in blis-sim {__version__}: please report it with "
+                         "the command line; --log debug shows the traceback)\n")
         sys.stderr.flush()
         return EXIT_INTERNAL
 

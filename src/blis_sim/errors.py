@@ -7,3 +7,8 @@ names the culprit and what is accepted; the CLI prints it as one line and exits 
 
 class InputError(ValueError):
     """Bad input: a flag value, a file or a field inside a file."""
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (raised by the handler ``_entry`` installs): unwinds like Ctrl-C, so that no partial output
+    file is left and the command exits 143 with one line."""

@@ -137,6 +137,10 @@ def test_multi_line_input_error_is_one_line(invoke, fake_api):
     assert outcome.rc == 2 and len(outcome.err_lines) == 1
 
 
+INTERNAL = ("blis: internal error: RuntimeError: boom (a bug in blis-sim 0.1.0: please report it with the command "
+            "line; --log debug shows the traceback)")
+
+
 def test_internal_error_is_one_line_without_traceback(invoke, fake_api):
     def boom(cfg):
         raise RuntimeError("boom")
@@ -144,7 +148,7 @@ def test_internal_error_is_one_line_without_traceback(invoke, fake_api):
     fake_api.behaviour = boom
     outcome = invoke(*M)
     assert outcome.rc == 1 and outcome.out == ""
-    assert outcome.err_lines == ["blis: internal error: RuntimeError: boom (run with --log debug for details)"]
+    assert outcome.err_lines == [INTERNAL]
 
 
 def test_internal_error_traceback_at_debug_level(invoke, fake_api):
@@ -157,7 +161,7 @@ def test_internal_error_traceback_at_debug_level(invoke, fake_api):
         assert outcome.rc == 1 and outcome.out == ""
         assert "Traceback (most recent call last)" in outcome.err
         assert outcome.err_lines[0].startswith("blis: debug: ")
-        assert outcome.err_lines[-1] == "blis: internal error: RuntimeError: boom (run with --log debug for details)"
+        assert outcome.err_lines[-1] == INTERNAL
 
 
 def test_no_traceback_after_a_debug_run_when_not_debugging(invoke, fake_api):

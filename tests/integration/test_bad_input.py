@@ -184,3 +184,23 @@ def test_results_path_through_a_symlink_writes_the_target(tmp_path):
 def test_results_path_with_an_overlong_name_is_refused_before_the_run(tmp_path):
     p = _blis(*QUICK, "--results-path", str(tmp_path / ("a" * 250 + ".json")))
     _assert_one_line(p, "the file name is too long")
+
+
+def test_sigterm_ends_the_run_with_one_line_and_no_results_file(tmp_path):
+    """SIGTERM unwinds like Ctrl-C: exit 143, one line, no results file (a long run, stopped after it started)."""
+    import signal
+    import time
+
+    exe = shutil.which("blis")
+    if exe is None:
+        pytest.skip("console script blis is not installed (pip install -e .)")
+    results = tmp_path / "r.json"
+    proc = subprocess.Popen([exe, "run", "--model", "meta-llama/llama-3.1-8b-instruct", "--num-requests", "2000000",
+                             "--rate", "1000", "--quiet", "--results-path", str(results)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert out == "" and err.splitlines()[-1] == "blis: terminated" and "Traceback" not in err
+    assert not results.exists() and not list(tmp_path.iterdir())
