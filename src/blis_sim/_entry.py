@@ -13,16 +13,9 @@ import sys
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 
 
-def stop_children() -> None:
-    """End the worker processes this command started (process pools of evaluate, calibrate and sweeps)."""
-    import multiprocessing
-
-    for child in multiprocessing.active_children():
-        child.terminate()
-
-
 def _on_sigterm(signum: int, frame: object) -> None:
     from .errors import Terminated
+    from .processes import stop_children
 
     stop_children()
     raise Terminated()

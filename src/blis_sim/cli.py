@@ -49,8 +49,8 @@ from .config.models import (
     WorkloadConfig,
 )
 from .config.validators import format_value
-from ._entry import stop_children
 from .errors import InputError, Terminated
+from .processes import stop_children
 
 log = logging.getLogger("blis_sim")
 
