@@ -57,6 +57,9 @@ SCENARIOS: dict[str, tuple[str, dict]] = {
     "g": ("16 instances, weighted routing, 1,000,000 chatbot requests at 128 req/s, blackbox TP1",
           {"latency": BLACKBOX_TP1, "workload": {"workload": "chatbot", "rate": 128, "num_requests": 1_000_000},
            "cluster": {"num_instances": 16, "routing_policy": "weighted"}}),
+    "h": ("scenario (a) as a workload spec (benchmarks/chatbot-spec.yaml): 50,000 requests at 8 req/s, roofline v1",
+          {"latency": ROOFLINE, "workload": {"workload_spec": str(ROOT / "benchmarks" / "chatbot-spec.yaml"),
+                                             "num_requests": 50_000}}),
 }
 LONG = ("d", "g")  # single stepping would take too long: skip-ahead only
 

@@ -27,8 +27,20 @@ from .latency.select import LatencyCache, ResolvedLatency, resolve_latency
 from .metrics.counters import InstanceCounters
 from .metrics.summary import cluster_block, hol_blocking_events, instance_block, kv_rates, request_record
 from .report.results import Results
+from .report.slo import per_slo
 from .request import Request, RequestStatus
-from .workload import Segment, WorkloadDescription, build, describe_workload, workload_description
+from .workload import (
+    Segment,
+    SpecSource,
+    WorkloadDescription,
+    build,
+    describe_workload,
+    spec_workload,
+    workload_description,
+)
+from .workload.export import ArrivalLog, check_writable, write_trace
+from .workload.sessions import SessionDriver
+from .workload.spec_gen import SessionPlan
 
 log = logging.getLogger("blis_sim")
 
@@ -38,8 +50,6 @@ ProgressCallback = Callable[[int, int], None]  # (simulated tick, requests arriv
 # Refusing them is better than silently ignoring them; the issue that builds a feature deletes its entry. Policy
 # names are checked against their tables instead (``_POLICY_TABLES``): a policy is available once it has an entry.
 UNAVAILABLE: dict[tuple[str, str], object] = {
-    ("workload", "workload_spec"): None,
-    ("workload", "export_trace"): None,
     ("engine", "kv_cpu_blocks"): 0,
     ("output", "trace_level"): "none",
     ("output", "counterfactual_k"): 0,
@@ -66,6 +76,8 @@ class PreparedRun:
     # request indices [start, stop) of each stage of the workload, in stage order (one segment for a single stage)
     segments: tuple[Segment, ...] = ()
     workload_text: str = ""  # where the requests come from, one line for the info log
+    sessions: SessionPlan | None = None  # a workload spec's multi-turn sessions: the run is closed-loop
+    per_slo: bool = False  # requests carry SLO classes: keep routed requests for the per-SLO section
 
 
 def prepare(
@@ -80,12 +92,16 @@ def prepare(
     of one process that share latency and engine settings share one resolved latency model.
     """
     cfg = resolve_config(cfg)
+    if workload is None and cfg.workload.workload_spec is not None:
+        cfg, workload = spec_workload(cfg)
     if workload is None:
         presets = load_defaults(cfg.latency.defaults_filepath).workloads if cfg.workload.workload in PRESETS else {}
         workload = workload_description(cfg.workload, presets)
         text = describe_workload(cfg.workload)
     else:
         text = workload.describe()
+    if cfg.workload.export_trace is not None:
+        check_writable(cfg.workload.export_trace)
     requests, segments = build(workload, cfg.seed, cfg.horizon)
     # a trace is read whole: its length is the expected count
     expected = len(requests) if isinstance(requests, list) else workload.num_requests
@@ -93,7 +109,13 @@ def prepare(
         resolved = resolve_latency(cfg.latency, cfg.engine)
     else:
         resolved = latency_cache.resolve(cfg.latency, cfg.engine)
-    return PreparedRun(cfg, resolved, requests, expected, segments, text)
+    if isinstance(requests, list):
+        slo_section = len({r.slo_class for r in requests}) > 1
+    else:
+        source = workload.source
+        slo_section = isinstance(source, SpecSource) and len({c.slo_class for c in source.spec.clients}) > 1
+    return PreparedRun(cfg, resolved, requests, expected, segments, text, getattr(requests, "sessions", None),
+                       slo_section)
 
 
 def execute(
@@ -106,6 +128,12 @@ def execute(
     (engine/observer.py) hears of every admission, routing, formed step and completion."""
     cfg, resolved = prepared.cfg, prepared.resolved
     latency = resolved.model
+    driver = None
+    if prepared.sessions is not None:  # closed loop: a round's completion sends the session's next round
+        driver = observer = SessionDriver(prepared.sessions, observer)
+    arrivals = ArrivalLog(prepared.requests, cfg.horizon) if cfg.workload.export_trace is not None else None
+    if arrivals is not None and driver is not None:
+        driver.log = arrivals
     decode_memo: dict[int, int] = {}  # one latency model for every instance: they share its memoised durations
     instances = [
         Instance(i, cfg.engine, resolved.total_kv_blocks, latency, cfg.skip_ahead, decode_memo,
@@ -124,13 +152,24 @@ def execute(
         admission_latency=cfg.cluster.admission_latency,
         routing_latency=cfg.cluster.routing_latency,
         horizon=cfg.horizon,
-        keep_routed=collect_requests,
+        keep_routed=collect_requests or prepared.per_slo,
         observer=observer,
         # with stale KV signals, every admission and routing builds snapshots (their refresh timers advance then)
         snapshots_always=cfg.cluster.snapshot_refresh_interval > 0,
+        closed_loop=driver is not None,
     )
-    sim.run(prepared.requests, progress)
-    return _summarise(sim, [inst.counters() for inst in instances], latency.describe(), resolved, collect_requests)
+    if driver is not None:
+        driver.sim = sim
+    sim.run(arrivals if arrivals is not None else prepared.requests, progress)
+    if arrivals is not None:
+        write_trace(cfg.workload.export_trace, arrivals.processed())
+    results = _summarise(sim, [inst.counters() for inst in instances], latency.describe(), resolved, collect_requests)
+    if prepared.per_slo:
+        results.slo = per_slo(
+            (r.slo_class, r.ttft if r.ttft >= 0 else None, r.e2e if r.status == RequestStatus.FINISHED else None)
+            for r in sim.routed
+        )
+    return results
 
 
 def run(cfg: SimulationConfig, progress: ProgressCallback | None = None, collect_requests: bool = True) -> Results:

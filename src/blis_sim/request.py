@@ -47,6 +47,8 @@ class Request:
         "num_output_tokens",
         "slo_class",
         "tenant_id",
+        "session_id",
+        "round_index",
         # engine state
         "status",
         "num_computed_tokens",
@@ -96,6 +98,8 @@ class Request:
         self.num_output_tokens = (len(tokens) if tokens is not None else num_tokens) - num_prompt_tokens
         self.slo_class = slo_class
         self.tenant_id = tenant_id
+        self.session_id = ""  # multi-turn sessions (workload specs): the session and this request's round in it
+        self.round_index = -1
         self.status = RequestStatus.PENDING
         self.num_computed_tokens = 0
         self.num_generated = 0

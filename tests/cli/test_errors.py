@@ -99,8 +99,6 @@ def test_prompt_min_and_mean_bounds(invoke, fake_api):
 # ----- features not built yet: refused, never silently ignored ---------------------------------------------------------
 
 NOT_DEFAULT = {
-    "workload_spec": ("spec.yaml", "--workload-spec is not available in this version yet"),
-    "export_trace": ("out.csv", "--export-trace is not available in this version yet"),
     "admission_policy": (
         "token-bucket",
         "--admission-policy token-bucket is not available in this version yet (only always-admit)",

@@ -42,9 +42,9 @@ def test_missing_preset_is_an_input_error():
         build_requests(WorkloadConfig(workload="multidoc"), 1, UNLIMITED, PRESETS)
 
 
-def test_workload_spec_is_not_supported_yet(tmp_path):
+def test_workload_spec_is_read_by_spec_workload(tmp_path):
     cfg = WorkloadConfig(workload_spec=tmp_path / "w.yaml")
-    with pytest.raises(InputError, match="^--workload-spec: workload-spec YAML files are not supported"):
+    with pytest.raises(InputError, match="^--workload-spec: a workload spec is read by workload.spec_workload"):
         build_requests(cfg, 1, UNLIMITED, PRESETS)
 
 

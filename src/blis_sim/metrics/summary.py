@@ -107,6 +107,9 @@ def request_record(req: Request) -> dict:
         rec["slo_class"] = req.slo_class
     if req.tenant_id:
         rec["tenant_id"] = req.tenant_id
+    if req.session_id:
+        rec["session_id"] = req.session_id
+        rec["round_index"] = req.round_index
     if req.instance >= 0:
         rec["handled_by"] = f"instance_{req.instance}"
     return rec

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from .slo import slo_text
+
 RESULTS_SCHEMA_VERSION = 1
 
 
@@ -20,6 +22,7 @@ class Results:
     latency_model: dict  # which model ran, with its coefficients
     requests: list[dict] | None = None  # per-request records (results file); None when not collected
     config: dict = field(default_factory=dict)  # resolved run settings (KV blocks, hardware, tp, ...)
+    slo: dict = field(default_factory=dict)  # per-SLO TTFT/E2E statistics (report/slo.py); empty when not computed
 
     def stdout_text(self) -> str:
         parts: list[str] = []
@@ -43,6 +46,7 @@ class Results:
                 + "Cache Hit Rate: %.4f\n" % self.kv["cache_hit_rate"]
                 + "KV Thrashing Rate: %.4f\n" % self.kv["kv_thrashing_rate"]
             )
+        parts.append(slo_text(self.slo))
         return "".join(parts)
 
     def to_file_dict(self) -> dict:

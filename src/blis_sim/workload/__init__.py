@@ -19,7 +19,7 @@ import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from ..config.models import PRESETS, WorkloadConfig
+from ..config.models import PRESETS, SimulationConfig, WorkloadConfig
 from ..errors import InputError
 from ..request import Request
 from .builder import build
@@ -29,11 +29,13 @@ from .description import (
     GaussianLengths,
     PromptPool,
     Segment,
+    SpecSource,
     Stage,
     WorkloadDescription,
 )
 from .distribution import DistributionParams, LengthParams, generate, params_from_config, preset_params
 from .rng import Streams, stream
+from .spec import ClientSpec, WorkloadSpec, load_spec
 from .traces import read_csv_trace
 
 __all__ = [
@@ -44,6 +46,11 @@ __all__ = [
     "LengthParams",
     "PromptPool",
     "Segment",
+    "SpecSource",
+    "ClientSpec",
+    "WorkloadSpec",
+    "load_spec",
+    "spec_workload",
     "Stage",
     "Streams",
     "WorkloadDescription",
@@ -65,7 +72,8 @@ def workload_description(cfg: WorkloadConfig, presets: Mapping[str, Mapping[str,
     """The description of the ``blis run`` workload flags; ``presets`` is the defaults file's ``workloads``
     section. Flag and preset problems raise ``InputError`` here (file contents are read by ``build``)."""
     if cfg.workload_spec is not None:
-        raise InputError("--workload-spec: workload-spec YAML files are not supported in this version yet")
+        raise InputError("--workload-spec: a workload spec is read by workload.spec_workload (it sets the seed and "
+                         "horizon too)")
     if cfg.num_requests == 0 and (cfg.workload != "traces" or cfg.is_set("num_requests")):
         raise InputError(f"--num-requests 0 with --workload {cfg.workload}: the run would have no request "
                          "(an integer >= 1)")
@@ -88,6 +96,29 @@ def workload_description(cfg: WorkloadConfig, presets: Mapping[str, Mapping[str,
         params = params_from_config(cfg)
     lengths = GaussianLengths(params.prefix_tokens, ClampedNormal.of(params.prompt), ClampedNormal.of(params.output))
     return WorkloadDescription(lengths, (Stage(params.arrival_process, params.num_requests, params.rate),))
+
+
+def spec_workload(cfg: SimulationConfig, spec: WorkloadSpec | None = None
+                  ) -> tuple[SimulationConfig, WorkloadDescription]:
+    """The run of a workload spec (``--workload-spec``, or ``spec`` built in code): the spec's ``seed``,
+    ``horizon`` and ``num_requests`` apply unless ``--seed``, ``--horizon`` or ``--num-requests`` was passed
+    explicitly. Returns the configuration that runs (its seed and horizon set) and the description."""
+    path = cfg.workload.workload_spec
+    if spec is None:
+        if path is None:
+            raise InputError("no workload spec: pass --workload-spec FILE")
+        spec = load_spec(path)
+    if cfg.workload.is_set("workload") and path is not None:
+        log.warning("--workload %s is ignored: --workload-spec wins", cfg.workload.workload)
+    limit = cfg.workload.num_requests if cfg.workload.is_set("num_requests") else spec.num_requests
+    update: dict[str, Any] = {}
+    if not cfg.is_set("seed"):
+        update["seed"] = spec.seed
+    if not cfg.is_set("horizon") and spec.horizon is not None:
+        update["horizon"] = spec.horizon
+    if update:
+        cfg = cfg.model_copy(update=update)
+    return cfg, WorkloadDescription(SpecSource(spec, limit, path))
 
 
 def build_requests(

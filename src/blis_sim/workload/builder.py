@@ -28,11 +28,14 @@ from .description import (
     GaussianLengths,
     PromptPool,
     Segment,
+    SpecSource,
     Stage,
     WorkloadDescription,
 )
 from .distribution import DistributionParams, generate
 from .shared_prefix import pool_requests
+from .spec_gen import UNLIMITED, SessionPlan, spec_requests
+from .trace_v2 import is_trace_v2, read_trace_v2
 from .traces import read_csv_trace
 
 
@@ -43,8 +46,16 @@ def build(description: WorkloadDescription, seed: int, horizon: int | float
     if isinstance(source, CsvTrace):
         if description.stages:
             raise InputError("a CSV trace brings its own arrivals: its workload description takes no stages")
-        requests = read_csv_trace(source.path, horizon, source.num_requests)
+        if is_trace_v2(source.path):
+            requests = read_trace_v2(source.path, seed, horizon, source.num_requests)
+        else:
+            requests = read_csv_trace(source.path, horizon, source.num_requests)
         return requests, (Segment(0, len(requests)),)
+    if isinstance(source, SpecSource):
+        if description.stages:
+            raise InputError("a workload spec brings its own arrivals: its workload description takes no stages")
+        stream = SpecStream(source, seed, int(min(horizon, UNLIMITED)))
+        return stream, (Segment(0, source.num_requests or stream.UNKNOWN),)
     if not description.stages:
         raise InputError("a generated workload needs at least one stage")
     for i, stage in enumerate(description.stages):
@@ -58,6 +69,23 @@ def build(description: WorkloadDescription, seed: int, horizon: int | float
     if isinstance(source, GaussianLengths):
         return _generated(source, description.stages, segments, seed, horizon), segments
     raise InputError(f"unknown workload source {type(source).__name__}")
+
+
+class SpecStream:
+    """The requests of a workload spec, produced lazily in arrival order; ``sessions`` holds the rounds of
+    multi-turn sessions that arrive when their previous round completes (None when the spec has no session)."""
+
+    UNKNOWN = 2**62
+
+    def __init__(self, source: SpecSource, seed: int, horizon: int) -> None:
+        spec = source.spec
+        self.sessions = SessionPlan() if any(c.multi_turn is not None  # type: ignore[attr-defined]
+                                             for c in spec.clients) else None  # type: ignore[attr-defined]
+        plan = self.sessions if self.sessions is not None else SessionPlan()
+        self._it = spec_requests(spec, seed, horizon, source.num_requests, plan)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[Request]:
+        return iter(self._it)
 
 
 def _generated(lengths: GaussianLengths, stages: tuple[Stage, ...], segments: tuple[Segment, ...], seed: int,

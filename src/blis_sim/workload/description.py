@@ -36,6 +36,7 @@ __all__ = [
     "GaussianLengths",
     "PromptPool",
     "Segment",
+    "SpecSource",
     "Stage",
     "WorkloadDescription",
 ]
@@ -94,6 +95,16 @@ class CsvTrace:
 
 
 @dataclass(frozen=True)
+class SpecSource:
+    """A workload spec (ENGINE.md §10.5; ``workload.spec.WorkloadSpec``), which brings its own clients and arrivals
+    and so has no stages. ``num_requests``: the request limit (0: none); the run's seed and horizon apply."""
+
+    spec: object  # a WorkloadSpec (kept untyped here: the model module imports pydantic)
+    num_requests: int = 0
+    path: Path | None = None
+
+
+@dataclass(frozen=True)
 class Stage:
     """How the requests of one stage arrive, and how many there are.
 
@@ -136,7 +147,7 @@ class Segment:
 class WorkloadDescription:
     """A run's requests: what they contain and, for generated sources, the stages they arrive in."""
 
-    source: GaussianLengths | PromptPool | CsvTrace
+    source: GaussianLengths | PromptPool | CsvTrace | SpecSource
     stages: tuple[Stage, ...] = ()
 
     @property
@@ -144,6 +155,8 @@ class WorkloadDescription:
         """Requests the stages ask for (before any horizon); None for a trace (known once it is read)."""
         if isinstance(self.source, CsvTrace):
             return None
+        if isinstance(self.source, SpecSource):
+            return self.source.num_requests or None
         return sum(s.num_requests for s in self.stages)
 
     def describe(self) -> str:
@@ -151,6 +164,11 @@ class WorkloadDescription:
         if isinstance(self.source, CsvTrace):
             limit = f", first {self.source.num_requests} rows" if self.source.num_requests is not None else ""
             return f"workload: CSV trace {self.source.path}{limit}"
+        if isinstance(self.source, SpecSource):
+            spec = self.source.spec
+            where = f" {self.source.path}" if self.source.path is not None else ""
+            return (f"workload: spec{where}, {len(spec.clients)} client(s), "  # type: ignore[attr-defined]
+                    f"limit {self.source.num_requests or 'none'}")
         stages = ", ".join(
             f"{s.num_requests} {s.arrival}" + (f" at {s.rate:g} req/s" if s.rate is not None else "")
             for s in self.stages
