@@ -148,3 +148,31 @@ def test_link_bandwidth_optional_and_checked(tmp_path):
     assert load_hardware(write(tmp_path, {"H100": {"TFlopsPeak": 1.0}}), "H100").link_bw_gbs is None
     with pytest.raises(InputError, match=r"H100\.linkBwGBs must be a finite number >= 0, got -1"):
         load_hardware(write(tmp_path, {"H100": {"linkBwGBs": -1}}), "H100")
+
+
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        ("TFlopsPeak", 1e-300, "TFlopsPeak must be between 1 and 100000 (TFLOP/s), got 1e-300"),
+        ("TFlopsPeak", 1e300, "TFlopsPeak must be between 1 and 100000 (TFLOP/s)"),
+        ("BwPeakTBs", 1e-300, "BwPeakTBs must be between 0.01 and 1000 (TB/s)"),
+        ("mfuPrefill", 1.5, "mfuPrefill must be between 0.001 and 1 (a fraction of the peak), got 1.5"),
+        ("mfuDecode", 1e300, "mfuDecode must be between 0.001 and 1 (a fraction of the peak)"),
+        ("tpScalingExponent", 1e300, "tpScalingExponent must be between -10 and 10 (an exponent)"),
+        ("TOverheadMicros", 1e12, "TOverheadMicros must be between 0 and 1e+07 (microseconds)"),
+        ("memoryGB", 1e300, "memoryGB must be between 1 and 100000"),
+    ],
+)
+def test_values_no_gpu_can_have_are_refused(tmp_path, key, value, message):
+    """Past the finiteness and sign rules, each key is bounded by what a GPU can physically be (PHYSICAL)."""
+    hw = load_hardware(write(tmp_path, {"H100": {**H100_TABLE, "memoryGB": 80, key: value}}), "H100")
+    with pytest.raises(InputError) as e:
+        hw.check_v1()
+    assert message in str(e.value)
+
+
+def test_v2_keys_are_bounded_too(tmp_path):
+    entry = {**H100_TABLE, "rooflineV2": {"gemmEta": 1e-300, "TOverheadMicros": 1e9}}
+    hw = load_hardware(write(tmp_path, {"H100": entry}), "H100").for_v2()
+    with pytest.raises(InputError, match=r"TOverheadMicros must be between 0 and 1e\+07"):
+        hw.check_v2()

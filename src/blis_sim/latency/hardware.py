@@ -65,6 +65,31 @@ V1_NON_NEGATIVE = ("TOverheadMicros", "prefillOverheadMicros", "mixedPrefillOver
 V1_FRACTION_OR_OFF = ("decodeKvBwEff",)  # 0 (off) or in (0, 1]
 V2_POSITIVE = ("TFlopsPeak", "BwPeakTBs")
 
+# What each key can physically be, checked after the rules above: (smallest, largest, what it is). A model priced
+# with values outside these is not a GPU (a peak of 1e-300 TFLOP/s, an MFU of 1.5, an overhead of years).
+PHYSICAL: dict[str, tuple[float, float, str]] = {
+    "TFlopsPeak": (1.0, 1e5, "TFLOP/s"),
+    "BwPeakTBs": (0.01, 1e3, "TB/s"),
+    "BwEffConstant": (1e-3, 1.0, "a fraction of the peak"),
+    "mfuPrefill": (1e-3, 1.0, "a fraction of the peak"),
+    "mfuDecode": (1e-3, 1.0, "a fraction of the peak"),
+    "vectorPeakFraction": (1e-3, 1.0, "a fraction of the peak"),
+    "mfuPrefillMultiplier": (1e-3, 1e3, "a factor"),
+    "mfuDecodeMultiplier": (1e-3, 1e3, "a factor"),
+    "prefillBwFactor": (1e-3, 1e3, "a factor"),
+    "decodeBwFactor": (1e-3, 1e3, "a factor"),
+    "tpScalingExponent": (-10.0, 10.0, "an exponent"),
+    "decodeTpScalingExponent": (-10.0, 10.0, "an exponent"),
+    "TOverheadMicros": (0.0, 1e7, "microseconds"),
+    "prefillOverheadMicros": (0.0, 1e7, "microseconds"),
+    "mixedPrefillOverheadMicros": (0.0, 1e7, "microseconds"),
+    "allReduceLatency": (0.0, 1e7, "microseconds"),
+    "requestOverheadMicros": (0.0, 1e7, "microseconds"),
+    "allReduceBwGBs": (0.0, 1e5, "GB/s"),
+    "gemmEta": (0.0, 1.0, "a fraction of the peak"),
+}
+MEMORY_GB = (1.0, 1e5)  # memoryGB: what a GPU can hold
+
 
 @dataclass(frozen=True, slots=True)
 class HardwareCalib:
@@ -108,6 +133,19 @@ class HardwareCalib:
         self._require(V1_FINITE, math.isfinite, "a finite number")
         self._require(V1_NON_NEGATIVE, _non_negative, "a finite number >= 0")
         self.check_added_terms()
+        self.check_physical((*V1_POSITIVE, *V1_FINITE, *V1_NON_NEGATIVE))
+
+    def check_physical(self, keys: tuple[str, ...]) -> None:
+        """Each of ``keys`` within ``PHYSICAL``; ``memoryGB`` within ``MEMORY_GB`` when given."""
+        for key in keys:
+            lo, hi, what = PHYSICAL[key]
+            v = self.value(key)
+            if not lo <= v <= hi:
+                raise InputError(f"hardware config {self.name}: {key} must be between {lo:g} and {hi:g} ({what}), "
+                                 f"got {format_value(v)}")
+        if self.memory_gb is not None and not MEMORY_GB[0] <= self.memory_gb <= MEMORY_GB[1]:
+            raise InputError(f"hardware config {self.name}: memoryGB must be between {MEMORY_GB[0]:g} and "
+                             f"{MEMORY_GB[1]:g}, got {format_value(self.memory_gb)}")
 
     def _require(self, keys, ok, what: str) -> None:
         for key in keys:
@@ -141,6 +179,7 @@ class HardwareCalib:
         if self.gemm_eta > 1:
             raise InputError(f"hardware config {self.name}: gemmEta must be in (0, 1] (0: the efficiency model's), "
                              f"got {format_value(self.gemm_eta)}")
+        self.check_physical((*V2_POSITIVE, *V2_OVERRIDABLE))
 
     def describe(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
