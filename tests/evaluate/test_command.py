@@ -154,3 +154,13 @@ def test_error_analysis_script_prints_signed_errors(tmp_path, capsys):
     assert f"== {first['name']}" in out
     signed = first["point_results"][0]["error_pct"]["ttft_mean_ms"]
     assert f"{signed:+8.1f}" in out
+
+
+@pytest.mark.parametrize("command", ["evaluate", "calibrate"])
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_ground_truth_path_is_refused(capsys, command, value):
+    """An empty --ground-truth would read the current folder."""
+    rc = cli.run_cli([command, "--ground-truth", value], prog_name="blis")
+    out = capsys.readouterr()
+    assert rc == 2 and out.out == ""
+    assert out.err == "blis: error: --ground-truth: an empty path (give a ground-truth file or a folder of them)\n"

@@ -14,6 +14,7 @@ import click
 from .. import logging_setup
 from ..config.names import DEFAULT_GPU
 from ..errors import InputError
+from .command import GroundTruthPath
 from .experiment import METRICS
 
 _COLUMNS = {"ttft_mean_ms": "TTFT", "ttft_p90_ms": "TTFT p90", "itl_mean_ms": "ITL", "e2e_mean_ms": "E2E",
@@ -29,7 +30,7 @@ _COLUMNS = {"ttft_mean_ms": "TTFT", "ttft_p90_ms": "TTFT p90", "itl_mean_ms": "I
          "--hardware-config FILE` and `blis evaluate --hardware-config FILE` read it.",
     short_help="Fit roofline calibration constants to real vLLM measurements.",
 )
-@click.option("--ground-truth", "ground_truth", required=True, type=click.Path(path_type=Path), metavar="PATH",
+@click.option("--ground-truth", "ground_truth", required=True, type=GroundTruthPath(path_type=Path), metavar="PATH",
               help="A ground-truth file, an experiment folder, or a folder holding any mix of them.")
 @click.option("--hardware", default=DEFAULT_GPU, show_default=True, metavar="GPU",
               help="The packaged hardware-config entry to fit; experiments whose files name another GPU are left out.")

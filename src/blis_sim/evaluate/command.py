@@ -18,6 +18,15 @@ from ..config.names import DEFAULT_GPU, LATENCY_MODELS
 from ..errors import InputError
 
 
+class GroundTruthPath(click.Path):
+    """A path that must not be empty: an empty --ground-truth would evaluate the current folder."""
+
+    def convert(self, value, param, ctx):  # noqa: ANN001 (click's signature)
+        if isinstance(value, str) and not value.strip():
+            self.fail("an empty path (give a ground-truth file or a folder of them)", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 @click.command(
     "evaluate",
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
@@ -26,7 +35,7 @@ from ..errors import InputError
          "vs measured TTFT, ITL, E2E and throughput with percentage errors and MAPE.",
     short_help="Compare the simulator with real vLLM measurements.",
 )
-@click.option("--ground-truth", "ground_truth", required=True, type=click.Path(path_type=Path), metavar="PATH",
+@click.option("--ground-truth", "ground_truth", required=True, type=GroundTruthPath(path_type=Path), metavar="PATH",
               help="A ground-truth file, an experiment folder, or a folder holding any mix of them.")
 @click.option("--hardware", default=DEFAULT_GPU, show_default=True, metavar="GPU",
               help="GPU of experiments whose files do not name one (an entry of the packaged hardware config).")
