@@ -680,8 +680,16 @@ def main(args: list[str] | None = None, prog_name: str | None = None) -> NoRetur
     sys.exit(run_cli(args, prog_name))
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """Python warnings (numpy's RuntimeWarnings among them) as one ``blis: warning:`` line, without source lines."""
+    log.warning("%s: %s", category.__name__, _one_line(str(message)))
+
+
 def run_cli(args: list[str] | None = None, prog_name: str | None = None) -> int:
     """Run the command line in-process and return its exit status (§14.5) instead of exiting."""
+    import warnings
+
+    warnings.showwarning = _one_line_warning
     prog = prog_name or _prog_name()
     _STATE["debug"] = False
     try:

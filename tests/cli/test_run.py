@@ -311,3 +311,23 @@ def test_progress_bar_is_off_when_quiet_or_not_a_terminal(monkeypatch):
     with cli._progress_display(100, quiet=False) as display:
         display(0, 0)  # within the first second: nothing shown, nothing raised
         assert display is not None
+
+
+def test_python_warnings_are_one_line_without_source(invoke, fake_api):
+    """A numpy RuntimeWarning during a run prints as one blis: warning: line (no file, line number or source)."""
+    import warnings
+
+    import numpy as np
+
+    def noisy(cfg):
+        with np.errstate(divide="warn"):
+            np.log(np.zeros(1))
+        warnings.warn("something odd", RuntimeWarning, stacklevel=1)
+        return fake_api.results
+
+    fake_api.behaviour = noisy
+    outcome = invoke(*M)
+    lines = [line for line in outcome.err_lines if "RuntimeWarning" in line]
+    assert lines == ["blis: warning: RuntimeWarning: divide by zero encountered in log",
+                     "blis: warning: RuntimeWarning: something odd"]
+    assert ".py" not in outcome.err
