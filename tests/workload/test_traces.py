@@ -208,3 +208,10 @@ def test_a_bad_arrival_is_reported_before_a_bad_priority(tmp_path):
     path = write(tmp_path, prow("x", "y"), header=PRIORITY_HEADER)
     with pytest.raises(InputError, match="line 2: arrival_time must be a number of seconds, got 'x'"):
         read_csv_trace(path, UNLIMITED, None)
+
+
+def test_a_trace_without_a_header_line_is_refused(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text('0.5,request_0,m,"[1, 2, 3]","[4, 5]"\n1.0,request_1,m,"[1, 2]","[7]"\n')
+    with pytest.raises(InputError, match=r"line 1: the first line is a data row, not a header \(a CSV trace starts"):
+        read_csv_trace(path, UNLIMITED, None)

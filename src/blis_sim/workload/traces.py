@@ -76,6 +76,11 @@ def read_csv_trace(path: Path, horizon: int | float, num_requests: int | None) -
                             "starts with request_id,client_id); use a CSV trace with the columns arrival_time, "
                             "request_id, model, prompt_tokens, output_tokens"
                         )
+                    if _is_number(row[0]):
+                        raise InputError(
+                            f"{where}: line {line}: the first line is a data row, not a header (a CSV trace starts "
+                            "with a header line: arrival_time,request_id,model,prompt_tokens,output_tokens)"
+                        )
                     has_priority = len(row) > PRIORITY_COLUMN and row[PRIORITY_COLUMN].strip() == "priority"
                     continue
                 if num_requests is not None and num_data_rows >= num_requests:
@@ -119,6 +124,14 @@ def _priority(text: str, where: str) -> int:
         if -PRIORITY_LIMIT <= priority <= PRIORITY_LIMIT:
             return priority
     raise InputError(f"{where}: priority must be an integer between -2**53 and 2**53, got {_clip(text)!r}")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text.strip())
+    except ValueError:
+        return False
+    return True
 
 
 def _parse_row(row: list[str], num_header_fields: int, where: str) -> tuple[int, np.ndarray, int]:
