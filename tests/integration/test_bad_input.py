@@ -204,3 +204,8 @@ def test_sigterm_ends_the_run_with_one_line_and_no_results_file(tmp_path):
     assert proc.returncode == 143, err
     assert out == "" and err.splitlines()[-1] == "blis: terminated" and "Traceback" not in err
     assert not results.exists() and not list(tmp_path.iterdir())
+
+
+def test_a_missing_defaults_file_is_refused_in_roofline_mode_too(tmp_path):
+    p = _blis(*_roofline(), "--defaults-filepath", str(tmp_path / "nope.yaml"))
+    _assert_one_line(p, "--defaults-filepath", "nope.yaml: no such file")

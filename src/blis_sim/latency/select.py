@@ -90,6 +90,8 @@ def resolve_latency(lat: LatencyConfig, eng: EngineConfig) -> ResolvedLatency:
     if choice in ("roofline-v1", "roofline-v2") and not roofline_files:
         raise InputError(f"--latency-model {choice} needs --model-config-folder and --hardware-config")
     if roofline_files:
+        if lat.defaults_filepath is not None:
+            load_defaults(lat.defaults_filepath)  # given, so checked, even when roofline mode needs nothing from it
         return _roofline(lat, eng)
     if lat.bench_data_path is not None:
         raise InputError("--bench-data-path (roofline v2) needs --model-config-folder and --hardware-config")
