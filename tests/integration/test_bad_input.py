@@ -209,3 +209,9 @@ def test_sigterm_ends_the_run_with_one_line_and_no_results_file(tmp_path):
 def test_a_missing_defaults_file_is_refused_in_roofline_mode_too(tmp_path):
     p = _blis(*_roofline(), "--defaults-filepath", str(tmp_path / "nope.yaml"))
     _assert_one_line(p, "--defaults-filepath", "nope.yaml: no such file")
+
+
+@pytest.mark.parametrize("flag", ["--admission-latency", "--routing-latency"])
+def test_control_plane_latencies_are_bounded(flag):
+    p = _blis("--model", "meta-llama/llama-3.1-8b-instruct", flag, "9300000000000000000")
+    _assert_one_line(p, f"{flag} must be an integer from 0 to 1,000,000,000,000 (microseconds)")

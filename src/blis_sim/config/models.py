@@ -34,6 +34,7 @@ from .validators import (
     IntGE0,
     IntGE1,
     IntGE1OrUnset,
+    LatencyUS,
     NonEmptyStr,
     one_of,
     parse_scorers,
@@ -173,8 +174,8 @@ class ClusterConfig(_Section):
 
     num_instances: IntGE1 = 1
     admission_policy: Annotated[str, one_of(*ADMISSION_POLICIES)] = "always-admit"
-    admission_latency: IntGE0 = 0
-    routing_latency: IntGE0 = 0
+    admission_latency: LatencyUS = 0
+    routing_latency: LatencyUS = 0
     token_bucket_capacity: FiniteGT0 = 10000.0
     token_bucket_refill_rate: FiniteGT0 = 1000.0
     routing_policy: Annotated[str, one_of(*ROUTING_POLICIES)] = "round-robin"

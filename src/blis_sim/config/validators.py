@@ -46,9 +46,18 @@ def one_of(*choices: str) -> AfterValidator:
     return AfterValidator(validate)
 
 
+# Bounds on simulated time, so that tick arithmetic (int64 in the compiled engine) can never overflow: arrivals
+# within about 31.7 years, control-plane latencies within about 11.6 days each.
+MAX_ARRIVAL_SECONDS = 1e9
+MAX_LATENCY_US = 10**12
+
 Int = Annotated[int, BeforeValidator(_strict_int)]
 IntGE0 = Annotated[int, BeforeValidator(_strict_int), _check(lambda v: v >= 0, "an integer >= 0")]
 IntGE1 = Annotated[int, BeforeValidator(_strict_int), _check(lambda v: v >= 1, "an integer >= 1")]
+LatencyUS = Annotated[
+    int, BeforeValidator(_strict_int),
+    _check(lambda v: 0 <= v <= MAX_LATENCY_US, f"an integer from 0 to {MAX_LATENCY_US:,} (microseconds)"),
+]
 # An integer >= 1 whose unset default is 0 ("fill in later"); an explicit 0 is refused by the model that holds it.
 IntGE1OrUnset = Annotated[int, BeforeValidator(_strict_int), _check(lambda v: v >= 0, "an integer >= 1")]
 FiniteGT0 = Annotated[float, _check(lambda v: _finite(v) and v > 0, "a finite number > 0")]

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config.validators import MAX_ARRIVAL_SECONDS
 from ..errors import InputError
 from ..request import Request
 
@@ -147,8 +148,9 @@ def _parse_row(row: list[str], num_header_fields: int, where: str) -> tuple[int,
     if not _SECONDS.fullmatch(text):
         raise InputError(f"{where}: arrival_time must be a number of seconds, got {_clip(row[0])!r}")
     seconds = float(text)
-    if not math.isfinite(seconds) or seconds < 0:
-        raise InputError(f"{where}: arrival_time must be a finite number of seconds >= 0, got {_clip(row[0])!r}")
+    if not math.isfinite(seconds) or seconds < 0 or seconds > MAX_ARRIVAL_SECONDS:
+        raise InputError(f"{where}: arrival_time must be a number of seconds from 0 to {MAX_ARRIVAL_SECONDS:g}, got "
+                         f"{_clip(row[0])!r}")
     arrival = round(seconds * 1e6)  # nearest tick, ties to even (exported traces round-trip exactly)
     prompt = _token_array(row[3], "prompt_tokens", where, allow_empty=False)
     output = _token_array(row[4], "output_tokens", where, allow_empty=True)
