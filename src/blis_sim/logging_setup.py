@@ -5,8 +5,10 @@ Only the ``blis_sim`` logger is configured; the library itself never configures 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator
 
 LOGGER_NAME = "blis_sim"
 DEFAULT_LEVEL = "warn"
@@ -113,3 +115,32 @@ def release(emit: bool = True) -> None:
     if emit:
         for record in records:
             handler.handle(record)
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self, unique: bool) -> None:
+        super().__init__(logging.WARNING)
+        self.unique = unique
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if not (self.unique and message in self.messages):
+            self.messages.append(message)
+
+
+@contextlib.contextmanager
+def captured_warnings(unique: bool = False) -> Iterator[list[str]]:
+    """Route the ``blis_sim`` logger's warnings into a list (and nothing to stderr) for the duration: runs done for
+    a larger command (evaluate points, sweep points) return their warnings instead of printing them. ``unique``
+    keeps each message once."""
+    logger = logging.getLogger(LOGGER_NAME)
+    handler = _ListHandler(unique)
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    logger.handlers, logger.propagate = [handler], False
+    logger.setLevel(logging.WARNING)
+    try:
+        yield handler.messages
+    finally:
+        logger.handlers, logger.propagate = saved[0], saved[2]
+        logger.setLevel(saved[1])

@@ -30,10 +30,10 @@ def _precheck(cfgs: list[Any], name_of) -> list[str]:
     """The checks of a run that need no file (policy bundle, features not built yet) on every configuration before
     any simulation, so that a mistake shared by all points is one error line, not a sweep of failures."""
     from .. import api
-    from .runner import _captured_warnings
+    from ..logging_setup import captured_warnings
 
     seen: list[str] = []
-    with _captured_warnings() as warnings:
+    with captured_warnings(unique=True) as warnings:
         for i, cfg in enumerate(cfgs):
             try:
                 api.resolve_config(cfg)

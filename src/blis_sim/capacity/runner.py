@@ -14,16 +14,14 @@ ran which point, or in which order.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import time
 from dataclasses import dataclass, field
-from typing import Iterator
 
 from .. import api
 from ..config import SimulationConfig
 from ..errors import InputError
 from ..latency.select import LatencyCache
+from ..logging_setup import captured_warnings
 from .metrics import run_row
 
 # resolved latency models kept for the later points of this process (``api.prepare``'s latency cache)
@@ -46,36 +44,11 @@ class Outcome:
     prepare_s: float = 0.0
 
 
-class _ListHandler(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if message not in self.messages:
-            self.messages.append(message)
-
-
-@contextlib.contextmanager
-def _captured_warnings() -> Iterator[list[str]]:
-    logger = logging.getLogger("blis_sim")
-    handler = _ListHandler()
-    saved = (logger.handlers[:], logger.level, logger.propagate)
-    logger.handlers, logger.propagate = [handler], False
-    logger.setLevel(logging.WARNING)
-    try:
-        yield handler.messages
-    finally:
-        logger.handlers, logger.propagate = saved[0], saved[2]
-        logger.setLevel(saved[1])
-
-
 def run_task(task: Task) -> Outcome:
     """Simulate ``task.cfg`` here and summarise it; never raises for a failing run (the outcome holds the error)."""
     started = time.perf_counter()
     prepared_at = started
-    with _captured_warnings() as warnings:
+    with captured_warnings(unique=True) as warnings:
         try:
             prepared = api.prepare(task.cfg, latency_cache=LATENCY_CACHE)
             prepared_at = time.perf_counter()

@@ -9,17 +9,15 @@ compared metrics, computed the way the measurement defines them (percentiles lin
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import time
 from dataclasses import dataclass, field, replace
-from typing import Iterator
 
 import numpy as np
 
 from .. import api
 from ..config import SimulationConfig
 from ..errors import InputError
+from ..logging_setup import captured_warnings
 from ..workload.description import PromptPool, WorkloadDescription
 from .experiment import ITL_BLIS, ITL_DECODE, ITL_POOLED, SEQUENTIAL, Load
 
@@ -74,7 +72,7 @@ class RunOutcome:
 def run_plan(plan: RunPlan) -> RunOutcome:
     """Simulate ``plan`` (in whichever process calls it) and predict its points' metrics."""
     started = time.perf_counter()
-    with _captured_warnings() as warnings:
+    with captured_warnings() as warnings:
         try:
             prepared = api.prepare(plan.cfg, plan.workload)
             requests = list(prepared.requests)  # kept: each point's records are found through its requests
@@ -137,25 +135,3 @@ def _overlapping(records: list[dict]) -> bool:
     return any(end > nxt for (_, end), (nxt, _) in zip(spans, spans[1:]))
 
 
-class _ListHandler(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
-@contextlib.contextmanager
-def _captured_warnings() -> Iterator[list[str]]:
-    """Route the ``blis_sim`` logger's warnings of one run into a list (and nothing to stderr) for its duration."""
-    logger = logging.getLogger("blis_sim")
-    handler = _ListHandler()
-    saved = (logger.handlers[:], logger.level, logger.propagate)
-    logger.handlers, logger.propagate = [handler], False
-    logger.setLevel(logging.WARNING)
-    try:
-        yield handler.messages
-    finally:
-        logger.handlers, logger.propagate = saved[0], saved[2]
-        logger.setLevel(saved[1])
