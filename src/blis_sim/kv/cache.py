@@ -138,37 +138,15 @@ class KVCacheManager:
     def allocate_waiting(self, req: Request, hits: list[int], num_new_tokens: int) -> bool:
         """Admit a waiting request: share its hit blocks, add blocks for ``num_new_tokens`` more, or False. On
         success the admission counts as one prefix-cache query of the request's known tokens, with the hits as
-        its hit tokens (§8.7)."""
-        if self.tier is not None and hits and hits[-1] < 0:
-            return self._allocate_with_loads(req, hits, num_new_tokens)
-        pool = self.pool
-        num_hits = len(hits)
-        target = num_hits * self.block_size + num_new_tokens
-        needed = -(-target // self.block_size) - num_hits
-        ref_cnt = pool.ref_cnt
-        revive = sum(1 for b in hits if ref_cnt[b] == 0)
-        if needed > pool.num_blocks - pool.num_used - revive:
-            return False
-        blocks = req.blocks
-        for b in hits:
-            pool.revive(b)
-            blocks.append(b)
-        blocks.extend(pool.take_many(needed))
-        req.num_cached_blocks = num_hits
-        self.register_full_blocks(req, target)
-        self.query_tokens += req.num_prompt_tokens + req.num_generated
-        self.hit_tokens += num_hits * self.block_size
-        return True
-
-    def _allocate_with_loads(self, req: Request, hits: list[int], num_new_tokens: int) -> bool:
-        """``allocate_waiting`` when the tier loads the blocks marked -1 (after the GPU hits): they are allocated
-        like new blocks, keyed, and their transfer time is kept for the step being formed."""
+        its hit tokens (§8.7). Hits a tier loads (-1, after the GPU hits) are allocated like new blocks, keyed, and
+        their transfer time is kept for the step being formed."""
         pool = self.pool
         bs = self.block_size
-        gpu = [b for b in hits if b >= 0]
         num_hits = len(hits)
+        loading = self.tier is not None and num_hits > 0 and hits[-1] < 0
+        gpu = [b for b in hits if b >= 0] if loading else hits
         target = num_hits * bs + num_new_tokens
-        needed = -(-target // bs) - len(gpu)  # the loaded blocks are new blocks too
+        needed = -(-target // bs) - len(gpu)  # loaded blocks are new blocks too
         ref_cnt = pool.ref_cnt
         revive = sum(1 for b in gpu if ref_cnt[b] == 0)
         if needed > pool.num_blocks - pool.num_used - revive:
@@ -179,8 +157,9 @@ class KVCacheManager:
             blocks.append(b)
         blocks.extend(pool.take_many(needed))
         req.num_cached_blocks = len(gpu)
-        keys = req.block_keys or self.keys_of(req)
-        self.transfer_time += self.tier.on_load(keys[len(gpu) : num_hits])  # type: ignore[union-attr]
+        if loading:
+            keys = req.block_keys or self.keys_of(req)
+            self.transfer_time += self.tier.on_load(keys[len(gpu) : num_hits])  # type: ignore[union-attr]
         self.register_full_blocks(req, target)
         self.query_tokens += req.num_prompt_tokens + req.num_generated
         self.hit_tokens += num_hits * bs
