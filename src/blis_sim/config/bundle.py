@@ -32,6 +32,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..errors import InputError
+from .files import read_input, stat_input
 from .models import SimulationConfig
 from .names import (
     ADMISSION_POLICIES,
@@ -248,27 +249,12 @@ def parse_bundle(text: str, where: str, source: str) -> PolicyBundle:
 @functools.lru_cache(maxsize=8)
 def _read(path: str, _mtime_ns: int, _size: int) -> PolicyBundle:
     where = f"--policy-config {path}"
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{where}: cannot be read (not UTF-8 text: {exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise InputError(f"{where}: cannot be read ({exc.strerror or exc})") from None
-    return parse_bundle(text, where, path)
+    return parse_bundle(read_input(path, where), where, path)
 
 
 def load_bundle(path: Path | str) -> PolicyBundle:
     """The bundle at ``path`` (cached while the file is unchanged)."""
-    p = Path(path)
-    try:
-        st = p.stat()
-    except FileNotFoundError:
-        raise InputError(f"--policy-config {p}: no such file (a YAML policy bundle is required)") from None
-    except OSError as exc:
-        raise InputError(f"--policy-config {p}: cannot be read ({exc.strerror or exc})") from None
-    if p.is_dir():
-        raise InputError(f"--policy-config {p}: is a directory (a YAML policy bundle is required)")
-    return _read(str(p), st.st_mtime_ns, st.st_size)
+    return _read(*stat_input(path, "--policy-config", "a YAML policy bundle"))
 
 
 # ---------------------------------------------------------------------------------------------------------------------

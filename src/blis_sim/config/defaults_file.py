@@ -18,11 +18,20 @@ from types import MappingProxyType
 from typing import Annotated, Any
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError
-from pydantic import model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from ..errors import InputError
+from .files import read_input, stat_input
 
 PRESET_KEYS = (
     "prefix_tokens",
@@ -245,27 +254,14 @@ def _packaged() -> DefaultsFile:
 @functools.lru_cache(maxsize=8)
 def _user_file(path: str, _mtime_ns: int, _size: int) -> DefaultsFile:
     where = f"--defaults-filepath {path}"
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{where}: cannot be read ({exc})") from None
-    return parse_defaults(text, where, path)
+    return parse_defaults(read_input(path, where), where, path)
 
 
 def load_defaults(path: Path | str | None = None) -> DefaultsFile:
     """The defaults file at ``path``, or the packaged one when ``path`` is None (both cached while unchanged)."""
     if path is None:
         return _packaged()
-    p = Path(path)
-    try:
-        st = p.stat()
-    except FileNotFoundError:
-        raise InputError(f"--defaults-filepath {p}: no such file (a YAML defaults file is required)") from None
-    except OSError as exc:
-        raise InputError(f"--defaults-filepath {p}: cannot be read ({exc.strerror or exc})") from None
-    if p.is_dir():
-        raise InputError(f"--defaults-filepath {p}: is a directory (a YAML defaults file is required)")
-    return _user_file(str(p), st.st_mtime_ns, st.st_size)
+    return _user_file(*stat_input(path, "--defaults-filepath", "a YAML defaults file"))
 
 
 def preset(name: str, path: Path | str | None = None) -> dict[str, int]:

@@ -1,0 +1,36 @@
+"""Reading a user's input file (a defaults file, a policy bundle): the checks and messages every such file shares.
+
+``stat_input`` names a missing file, a directory or an unreadable path with its flag before anything is read, and
+returns what the readers cache on (the file is read again only when it changed); ``read_input`` reads it as UTF-8.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import InputError
+
+
+def stat_input(path: Path | str, flag: str, what: str) -> tuple[str, int, int]:
+    """(path, mtime in ns, size) of the input file ``path`` given with ``flag``; ``what`` says what is required
+    ("a YAML policy bundle")."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise InputError(f"{flag} {p}: no such file ({what} is required)") from None
+    except OSError as exc:
+        raise InputError(f"{flag} {p}: cannot be read ({exc.strerror or exc})") from None
+    if p.is_dir():
+        raise InputError(f"{flag} {p}: is a directory ({what} is required)")
+    return str(p), st.st_mtime_ns, st.st_size
+
+
+def read_input(path: Path | str, where: str) -> str:
+    """The text of an input file; ``where`` (the flag and path) prefixes the error."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{where}: cannot be read (not UTF-8 text: {exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise InputError(f"{where}: cannot be read ({exc.strerror or exc})") from None
