@@ -85,7 +85,7 @@ def test_a_bad_combination_names_the_point(tmp_path):
 
 
 def test_missing_file():
-    with pytest.raises(InputError, match=r"^--config nope.yaml: no such file$"):
+    with pytest.raises(InputError, match=r"^--config nope.yaml: no such file \(a sweep YAML file is required\)$"):
         load_sweep(Path("nope.yaml"))
 
 

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import SimulationConfig
+from ..config.files import read_input_file
 from ..errors import InputError
 from . import fields as F
 from .backends import make_backend
@@ -81,14 +82,7 @@ def load_sweep(path: Path | str) -> SweepSpec:
 
     path = Path(path)
     where = f"--config {path}"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{where}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{where}: is a directory (a sweep YAML file is expected)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{where}: cannot be read ({exc})") from None
+    text = read_input_file(path, "--config", "a sweep YAML file")
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -1,7 +1,8 @@
 """Reading a user's input file (a defaults file, a policy bundle): the checks and messages every such file shares.
 
 ``stat_input`` names a missing file, a directory or an unreadable path with its flag before anything is read, and
-returns what the readers cache on (the file is read again only when it changed); ``read_input`` reads it as UTF-8.
+returns what the readers cache on (the file is read again only when it changed); ``read_input`` reads it as UTF-8;
+``read_input_file`` does both for readers that do not cache (a hardware config, a workload spec, a sweep).
 """
 
 from __future__ import annotations
@@ -34,3 +35,19 @@ def read_input(path: Path | str, where: str) -> str:
         raise InputError(f"{where}: cannot be read (not UTF-8 text: {exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise InputError(f"{where}: cannot be read ({exc.strerror or exc})") from None
+
+
+def read_input_file(path: Path | str, flag: str, what: str) -> str:
+    """The UTF-8 text of the input file ``path`` given with ``flag`` (no caching); ``what`` says what is required
+    ("a JSON file of GPU calibrations")."""
+    p = Path(path)
+    where = f"{flag} {p}"
+    required = f" ({what} is required)"
+    try:
+        return p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{where}: no such file{required}") from None
+    except IsADirectoryError:
+        raise InputError(f"{where}: is a directory{required}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{where}: cannot be read ({exc})") from None

@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ..config.files import read_input_file
 from ..config.validators import format_value
 from ..errors import InputError
 
@@ -255,14 +256,7 @@ def load_hardware(path: Path | str, gpu: str) -> HardwareCalib:
     """The entry ``gpu`` of the ``--hardware-config`` file: exact name first, else a unique case-insensitive match."""
     path = Path(path)
     where = f"--hardware-config {path}"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{where}: no such file (a JSON file of GPU calibrations is required)") from None
-    except IsADirectoryError:
-        raise InputError(f"{where}: is a directory (a JSON file of GPU calibrations is required)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{where}: cannot be read ({exc})") from None
+    text = read_input_file(path, "--hardware-config", "a JSON file of GPU calibrations")
     try:
         raw = json.loads(text, parse_constant=_parse_constant)
     except json.JSONDecodeError as exc:

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
 
+from ..config.files import read_input_file
 from ..errors import InputError
 from .samplers import PROCESSES, SAMPLERS, WEIBULL_CV_RANGE
 
@@ -350,14 +351,7 @@ def load_spec(path: Path) -> WorkloadSpec:
     """Read and check a workload-spec YAML file."""
     path = Path(path)
     where = f"{FLAG} {path}"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{where}: no such file (an existing workload-spec YAML file is required)") from None
-    except IsADirectoryError:
-        raise InputError(f"{where}: is a directory (an existing workload-spec YAML file is required)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{where}: cannot be read ({exc})") from None
+    text = read_input_file(path, FLAG, "an existing workload-spec YAML file")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
