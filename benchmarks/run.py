@@ -60,8 +60,13 @@ SCENARIOS: dict[str, tuple[str, dict]] = {
     "h": ("scenario (a) as a workload spec (benchmarks/chatbot-spec.yaml): 50,000 requests at 8 req/s, roofline v1",
           {"latency": ROOFLINE, "workload": {"workload_spec": str(ROOT / "benchmarks" / "chatbot-spec.yaml"),
                                              "num_requests": 50_000}}),
+    "i": ("10 requests of 200,000 output tokens, --max-model-len 1000000, roofline v1 (a full KV cache: 25 "
+          "preemptions; issue 24)",
+          {"latency": ROOFLINE, "engine": {"max_model_len": 1_000_000},
+           "workload": {"num_requests": 10, "output_tokens": 200_000, "output_tokens_stdev": 0,
+                        "output_tokens_min": 200_000, "output_tokens_max": 200_000}}),
 }
-LONG = ("d", "g")  # single stepping would take too long: skip-ahead only
+LONG = ("d", "g", "i")  # single stepping would take too long: skip-ahead only
 
 
 def _child(name: str, skip_ahead: bool, scale: float) -> None:

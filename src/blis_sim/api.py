@@ -15,20 +15,34 @@ from typing import Callable, Iterable, Mapping
 
 from .cluster.policies import ADMISSION_POLICIES, ROUTING_POLICIES
 from .cluster.simulator import ClusterSimulator
-from .config import SimulationConfig
+from .config import UNLIMITED_HORIZON, SimulationConfig
 from .config.bundle import named_by, warn_ignored_scorers, with_policy_bundle
 from .config.defaults_file import load_defaults
+from .config.models import EngineConfig
 from .config.names import PRESETS
+from .config.validators import check_prefix_fits
 from .engine.instance import Instance
-from .engine.observer import Observer
+from .engine.observer import Observer, combine
 from .engine.policy import PRIORITY_POLICIES, SCHEDULING_POLICIES
 from .errors import InputError
+from .guards import check_run_size, expected_requests
+from .kv.cpu_tier import CPUTier
+from .kv.tier import KVTier
+from .kv.vllm_offload import VLLMOffloadTier
 from .latency.select import LatencyCache, ResolvedLatency, resolve_latency
+from .metrics.anomalies import priority_inversions
 from .metrics.counters import InstanceCounters
+from .metrics.fitness import components as fitness_components
+from .metrics.fitness import evaluate as evaluate_fitness
+from .metrics.fitness import parse_weights
+from .metrics.histogram import IntHistogram
 from .metrics.summary import cluster_block, hol_blocking_events, instance_block, kv_rates, request_record
 from .report.results import Results
+from .report.results_file import check_writable as check_output_writable
 from .report.slo import per_slo
+from .report.timeline import TimelineRecorder, write_timeline
 from .request import Request, RequestStatus
+from .trace.decisions import DecisionTrace
 from .workload import (
     Segment,
     SpecSource,
@@ -50,11 +64,6 @@ ProgressCallback = Callable[[int, int], None]  # (simulated tick, requests arriv
 # Refusing them is better than silently ignoring them; the issue that builds a feature deletes its entry. Policy
 # names are checked against their tables instead (``_POLICY_TABLES``): a policy is available once it has an entry.
 UNAVAILABLE: dict[tuple[str, str], object] = {
-    ("engine", "kv_cpu_blocks"): 0,
-    ("output", "trace_level"): "none",
-    ("output", "counterfactual_k"): 0,
-    ("output", "summarize_trace"): False,
-    ("output", "fitness_weights"): "",
 }
 
 _POLICY_TABLES: dict[tuple[str, str], Mapping[str, object]] = {
@@ -94,6 +103,7 @@ def prepare(
     cfg = resolve_config(cfg)
     if workload is None and cfg.workload.workload_spec is not None:
         cfg, workload = spec_workload(cfg)
+    from_flags = workload is None
     if workload is None:
         presets = load_defaults(cfg.latency.defaults_filepath).workloads if cfg.workload.workload in PRESETS else {}
         workload = workload_description(cfg.workload, presets)
@@ -102,6 +112,8 @@ def prepare(
         text = workload.describe()
     if cfg.workload.export_trace is not None:
         check_writable(cfg.workload.export_trace)
+    if cfg.output.timeline_out is not None:
+        check_output_writable(cfg.output.timeline_out, "--timeline-out")
     requests, segments = build(workload, cfg.seed, cfg.horizon)
     # a trace is read whole: its length is the expected count
     expected = len(requests) if isinstance(requests, list) else workload.num_requests
@@ -109,13 +121,32 @@ def prepare(
         resolved = resolve_latency(cfg.latency, cfg.engine)
     else:
         resolved = latency_cache.resolve(cfg.latency, cfg.engine)
+    if from_flags and cfg.workload.workload == "distribution":  # a prefix no request can hold: refused up front
+        w = cfg.workload
+        check_prefix_fits(w.prefix_tokens, w.prompt_tokens_min, w.output_tokens_min, cfg.engine.max_model_len,
+                          cfg.engine.block_size_in_tokens, resolved.total_kv_blocks)
     if isinstance(requests, list):
         slo_section = len({r.slo_class for r in requests}) > 1
     else:
         source = workload.source
         slo_section = isinstance(source, SpecSource) and len({c.slo_class for c in source.spec.clients}) > 1
+    _check_size(cfg, expected, from_flags and not isinstance(requests, list), cfg.output.results_path is not None)
     return PreparedRun(cfg, resolved, requests, expected, segments, text, getattr(requests, "sessions", None),
                        slo_section)
+
+
+def _check_size(cfg: SimulationConfig, expected: int | None, rate_known: bool, records: bool) -> None:
+    """Refuse a run that would never end or would exhaust memory, with the estimate (guards.py). ``expected`` is
+    None for a workload bounded by the horizon alone: only the instances count then."""
+    if expected is None:
+        check_run_size(cfg.cluster.num_instances, 0, False)
+        return
+    horizon = cfg.horizon if cfg.horizon < UNLIMITED_HORIZON else None
+    rate = cfg.workload.rate if rate_known else None
+    count = expected_requests(expected, rate, horizon)
+    source = (f"--rate {rate:g} up to --horizon {horizon} (about {count:,} requests)" if count < expected
+              else f"--num-requests {count}" if rate_known else f"the workload's {count:,} requests")
+    check_run_size(cfg.cluster.num_instances, count, records, source=source)
 
 
 def execute(
@@ -127,17 +158,27 @@ def execute(
     """Simulate a prepared run. ``collect_requests`` keeps per-request records (the results file); ``observer``
     (engine/observer.py) hears of every admission, routing, formed step and completion."""
     cfg, resolved = prepared.cfg, prepared.resolved
+    if collect_requests and cfg.output.results_path is None:  # records kept for a caller (sweeps, evaluate)
+        _check_size(cfg, prepared.expected_requests, False, True)
     latency = resolved.model
     driver = None
+    timeline = None
+    if cfg.output.timeline_out is not None:  # --timeline-out: a TimelineRecorder beside the caller's observer
+        timeline = TimelineRecorder(resolved.total_kv_blocks, resolved.kind, cfg.cluster.num_instances)
+        observer = combine(observer, timeline)
+    trace = None
+    if cfg.output.trace_level == "decisions":  # the decision trace (§12.1), passing everything on to ``observer``
+        observer = trace = DecisionTrace(cfg.cluster.routing_policy, cfg.output.counterfactual_k, observer)
     if prepared.sessions is not None:  # closed loop: a round's completion sends the session's next round
         driver = observer = SessionDriver(prepared.sessions, observer)
-    arrivals = ArrivalLog(prepared.requests, cfg.horizon) if cfg.workload.export_trace is not None else None
+    arrivals = ArrivalLog(prepared.requests, cfg.horizon, cfg) if cfg.workload.export_trace is not None else None
     if arrivals is not None and driver is not None:
         driver.log = arrivals
     decode_memo: dict[int, int] = {}  # one latency model for every instance: they share its memoised durations
     instances = [
         Instance(i, cfg.engine, resolved.total_kv_blocks, latency, cfg.skip_ahead, decode_memo,
-                 observer=observer, snapshot_refresh_interval=cfg.cluster.snapshot_refresh_interval)
+                 observer=observer, tier=kv_tier(cfg.engine, resolved.total_kv_blocks),
+                 snapshot_refresh_interval=cfg.cluster.snapshot_refresh_interval)
         for i in range(cfg.cluster.num_instances)
     ]
     log.info(
@@ -145,6 +186,7 @@ def execute(
         latency.describe(), cfg.cluster.num_instances, resolved.total_kv_blocks,
         cfg.engine.block_size_in_tokens, prepared.workload_text or describe_workload(cfg.workload),
     )
+    inversions = cfg.engine.priority_policy != "constant"  # priority inversions read the completed requests
     sim = ClusterSimulator(
         instances,
         admission=ADMISSION_POLICIES[cfg.cluster.admission_policy](cfg.cluster, cfg.engine),
@@ -152,7 +194,7 @@ def execute(
         admission_latency=cfg.cluster.admission_latency,
         routing_latency=cfg.cluster.routing_latency,
         horizon=cfg.horizon,
-        keep_routed=collect_requests or prepared.per_slo,
+        keep_routed=collect_requests or prepared.per_slo or inversions,
         observer=observer,
         # with stale KV signals, every admission and routing builds snapshots (their refresh timers advance then)
         snapshots_always=cfg.cluster.snapshot_refresh_interval > 0,
@@ -162,14 +204,44 @@ def execute(
         driver.sim = sim
     sim.run(arrivals if arrivals is not None else prepared.requests, progress)
     if arrivals is not None:
-        write_trace(cfg.workload.export_trace, arrivals.processed())
-    results = _summarise(sim, [inst.counters() for inst in instances], latency.describe(), resolved, collect_requests)
+        write_trace(cfg.workload.export_trace, arrivals.processed(), cfg)
+    if timeline is not None:
+        write_timeline(timeline, cfg.output.timeline_out)
+    counters = [inst.counters() for inst in instances]
+    results = _summarise(sim, counters, latency.describe(), resolved, collect_requests)
+    if inversions:
+        results.anomalies["priority_inversions"] = priority_inversions(
+            (r.instance, r.slo_class, r.arrival, r.index, r.e2e) for r in sim.routed
+            if r.status == RequestStatus.FINISHED
+        )
+    weights = parse_weights(cfg.output.fitness_weights)
+    if weights:
+        ttft, e2e = IntHistogram(), IntHistogram()
+        for c in counters:
+            ttft.merge(c.stats.ttft)
+            e2e.merge(c.stats.e2e)
+        comps = fitness_components(ttft, e2e, results.cluster["responses_per_sec"], results.cluster["tokens_per_sec"])
+        results.fitness = evaluate_fitness(weights, comps)
+    if trace is not None:
+        results.trace = trace
+        results.show_trace_summary = cfg.output.summarize_trace
     if prepared.per_slo:
         results.slo = per_slo(
             (r.slo_class, r.ttft if r.ttft >= 0 else None, r.e2e if r.status == RequestStatus.FINISHED else None)
             for r in sim.routed
         )
     return results
+
+
+def kv_tier(engine: EngineConfig, num_gpu_blocks: int) -> KVTier | None:
+    """One instance's KV tier below the GPU, as the engine settings ask (``--kv-cpu-blocks`` > 0), else None."""
+    if engine.kv_cpu_blocks <= 0:
+        return None
+    if engine.kv_offload_mode == "vllm":
+        return VLLMOffloadTier(engine.kv_cpu_blocks, engine.block_size_in_tokens, engine.kv_transfer_bandwidth,
+                               engine.kv_transfer_base_latency)
+    return CPUTier(engine.kv_cpu_blocks, num_gpu_blocks, engine.block_size_in_tokens, engine.kv_offload_threshold,
+                   engine.kv_transfer_bandwidth, engine.kv_transfer_base_latency)
 
 
 def run(cfg: SimulationConfig, progress: ProgressCallback | None = None, collect_requests: bool = True) -> Results:
@@ -184,6 +256,15 @@ def resolve_config(cfg: SimulationConfig) -> SimulationConfig:
     cfg = with_policy_bundle(cfg)
     check_available(cfg)
     warn_ignored_scorers(cfg)
+    parse_weights(cfg.output.fitness_weights)
+    out = cfg.output
+    if out.trace_level != "decisions":
+        if out.counterfactual_k > 0:
+            log.warning("--counterfactual-k %d has no effect without --trace-level decisions", out.counterfactual_k)
+        if out.summarize_trace:
+            log.warning("--summarize-trace has no effect without --trace-level decisions")
+        if out.trace_output is not None:
+            raise InputError("--trace-output needs --trace-level decisions (there is no trace to write otherwise)")
     return cfg
 
 

@@ -30,10 +30,11 @@ import click
 from click.core import ParameterSource
 from pydantic import ValidationError
 
-from . import __version__, logging_setup
+from . import __version__, logging_setup, stdout_guard
 from .config.models import (
     ADMISSION_POLICIES,
     ARRIVAL_PROCESSES,
+    KV_OFFLOAD_MODES,
     LATENCY_MODELS,
     LOG_LEVELS,
     PRIORITY_POLICIES,
@@ -142,7 +143,8 @@ FLAGS: tuple[Flag, ...] = (
          "a finite number > 0"),
     Flag("num_requests", "workload", WORKLOAD, "int", AUTO,
          "Number of requests (distribution, presets; for traces and specs only when given).", "an integer >= 0"),
-    Flag("prefix_tokens", "workload", WORKLOAD, "int", AUTO, "Shared prefix length (distribution).", "an integer >= 0"),
+    Flag("prefix_tokens", "workload", WORKLOAD, "int", AUTO, "Shared prefix length (distribution).",
+         "an integer from 0 to 1,048,576 (the longest request)"),
     Flag("prompt_tokens", "workload", WORKLOAD, "int", AUTO, "Mean prompt length (distribution).", "an integer"),
     Flag("prompt_tokens_stdev", "workload", WORKLOAD, "int", AUTO, "Prompt length standard deviation.",
          "an integer >= 0"),
@@ -188,7 +190,6 @@ FLAGS: tuple[Flag, ...] = (
          "a finite number > 0"),
     Flag("kv_transfer_base_latency", "engine", CPU_KV, "int", AUTO, "Fixed ticks per reloaded block.",
          "an integer >= 0"),
-    # Observability and output
     Flag("trace_level", "output", OUTPUT, "choice", AUTO, f"Decision tracing: {_choices(TRACE_LEVELS)}."),
     Flag("counterfactual_k", "output", OUTPUT, "int", AUTO, "Counterfactual candidates per routing.",
          "an integer >= 0"),
@@ -205,6 +206,16 @@ FLAGS: tuple[Flag, ...] = (
          f"Latency model: {_choices(LATENCY_MODELS)}. auto: roofline-v2 when --bench-data-path is given, roofline-v1 "
          "with --model-config-folder and --hardware-config, else blackbox. roofline-v2 without --bench-data-path "
          "uses the shipped fitted efficiency model of the GPU."),
+    Flag("timeline_out", "output", OUTPUT, "path", AUTO,
+         "Write a Chrome trace-event timeline (steps, request lifecycles, queue and KV counters per instance) here, "
+         "for Perfetto, chrome://tracing or blis timeline --html (docs/timeline.md)."),
+    Flag("kv_offload_mode", "engine", CPU_KV, "choice", AUTO,
+         f"CPU tier model: {_choices(KV_OFFLOAD_MODES)}. reference: offload on eviction above the threshold, reload "
+         "inside the admitting step; vllm: vLLM's offloading connector (every full block stored as computed, "
+         "loads the request waits for; docs/kv-tier.md)."),
+    # Observability and output
+    Flag("trace_output", "output", OUTPUT, "path", AUTO,
+         "Write the decision trace (--trace-level decisions) here as JSON lines, one record per decision."),
 )
 
 FLAG_BY_NAME = {f.name: f for f in FLAGS}
@@ -387,7 +398,7 @@ def build_config(values: dict[str, Any], given: set[str]) -> SimulationConfig:
         if flag.name not in given:
             continue
         value = values[flag.name]
-        if flag.kind == "path" and flag.name == "results_path" and value:
+        if flag.kind == "path" and flag.name in ("results_path", "timeline_out", "trace_output") and value:
             pass  # kept a string: the configuration refuses a trailing separator (a directory, not a file)
         elif flag.kind == "path":
             value = Path(value) if value else None  # an explicit "" means "none", like the default
@@ -484,10 +495,17 @@ class _LazyGroup(click.Group):
         "sweep": ("blis_sim.capacity.command", "sweep_command"),
         "capacity": ("blis_sim.capacity.command", "capacity_command"),
         "plot": ("blis_sim.capacity.command", "plot_command"),
+        "timeline": ("blis_sim.report.timeline_command", "timeline_command"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy})  # a lazy command, once loaded, is in both
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:  # in any command: click would print an empty line before our one line
+            raise _Interrupted() from None
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.lazy and cmd_name not in self.commands:
@@ -517,7 +535,7 @@ def _run(**values: Any) -> int:
 
 def _simulate(values: dict[str, Any], given: set[str]) -> int:
     from . import api  # imported here so that --help and --version stay quick
-    from .report.results_file import check_writable, write_results
+    from .report.results_file import check_writable, write_results, write_text_atomic
 
     cfg = build_config(values, given)  # (2) ranges, (3) cross-flag rules
     started = time.perf_counter()
@@ -529,6 +547,8 @@ def _simulate(values: dict[str, Any], given: set[str]) -> int:
         prepared = api.prepare(cfg)  # (4) files, (5) coefficients, features not built yet
         if cfg.output.results_path is not None:
             check_writable(cfg.output.results_path)  # (6) before any simulation work
+        if cfg.output.trace_output is not None:
+            check_writable(cfg.output.trace_output, "--trace-output")
     except BaseException:
         logging_setup.release(emit=False)
         raise
@@ -541,6 +561,12 @@ def _simulate(values: dict[str, Any], given: set[str]) -> int:
             write_results(results, cfg.output.results_path)
         except OSError as exc:
             raise InputError(f"--results-path {cfg.output.results_path}: cannot write: {exc.strerror or exc}") from None
+    if cfg.output.trace_output is not None:
+        text = results.trace.jsonl() if results.trace is not None else ""
+        try:
+            write_text_atomic(cfg.output.trace_output, text)
+        except OSError as exc:
+            raise InputError(f"--trace-output {cfg.output.trace_output}: cannot write: {exc.strerror or exc}") from None
     sys.stdout.write(results.stdout_text())
     sys.stdout.flush()
     return EXIT_OK
@@ -692,9 +718,14 @@ def run_cli(args: list[str] | None = None, prog_name: str | None = None) -> int:
     warnings.showwarning = _one_line_warning
     prog = prog_name or _prog_name()
     _STATE["debug"] = False
+    real_stdout = stdout_guard.install()  # a failing standard output ends the command with one line
     try:
         rc = cli.main(args=args, prog_name=prog, standalone_mode=False)
+        sys.stdout.flush()
         return rc if isinstance(rc, int) else EXIT_OK
+    except stdout_guard.StdoutFailed as exc:
+        stop_children()
+        return stdout_guard.report(exc)
     except click.ClickException as exc:
         try:
             message = _click_message(exc, prog)
@@ -721,6 +752,8 @@ def run_cli(args: list[str] | None = None, prog_name: str | None = None) -> int:
                          "the command line; --log debug shows the traceback)\n")
         sys.stderr.flush()
         return EXIT_INTERNAL
+    finally:
+        stdout_guard.restore(real_stdout)
 
 
 

@@ -49,6 +49,7 @@ class Request:
         "tenant_id",
         "session_id",
         "round_index",
+        "meta",
         # engine state
         "status",
         "num_computed_tokens",
@@ -100,6 +101,7 @@ class Request:
         self.tenant_id = tenant_id
         self.session_id = ""  # multi-turn sessions (workload specs): the session and this request's round in it
         self.round_index = -1
+        self.meta: dict | None = None  # other workload metadata for the results file (client_id, modality, ...)
         self.status = RequestStatus.PENDING
         self.num_computed_tokens = 0
         self.num_generated = 0

@@ -102,13 +102,13 @@ def test_cli_error_is_one_line_exit_2_nothing_written(tmp_path, capsys):
     assert not out.exists()
 
 
-def test_cli_refuses_a_feature_not_built_yet_before_running(tmp_path, capsys):
+def test_cli_refuses_a_bad_point_setting_before_running(tmp_path, capsys):
     path = tmp_path / "sweep.yaml"
-    path.write_text("base: {model: m, kv_cpu_blocks: 10}\naxes: {rate: [1, 2]}\n")
+    path.write_text("base: {model: m, kv_offload_mode: nope}\naxes: {rate: [1, 2]}\n")
     rc = cli.run_cli(["sweep", "--config", str(path), "--output", str(tmp_path / "out")])
     captured = capsys.readouterr()
     assert rc == 2 and captured.out == ""
-    assert captured.err.startswith(f"blis: error: --config {path}: the point rate=1: --kv-cpu-blocks")
+    assert captured.err.startswith(f"blis: error: --config {path}: base.kv_offload_mode")
     assert not (tmp_path / "out").exists()
 
 

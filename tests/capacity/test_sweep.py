@@ -132,8 +132,22 @@ def test_cli_sweep_interrupted(tmp_path, write_sweep, capsys, monkeypatch):
     rc = cli.run_cli(["sweep", "--config", str(path), "--output", str(out), "--backend", "serial"])
     captured = capsys.readouterr()
     assert rc == 130 and captured.out == ""
-    assert captured.err == f"blis: interrupted: 2 of 4 points finished; their rows are in {out}\n"
-    assert [r["rate"] for r in json.loads((out / "results.json").read_text())] == [5, 10]
+    assert captured.err == "blis: interrupted: 2 of 4 points finished; nothing written (--keep-partial keeps them)\n"
+    assert not out.exists()  # the folder it created is removed again: no partial output
+    calls["n"] = 0
+    rc = cli.run_cli(["sweep", "--config", str(path), "--output", str(out), "--backend", "serial", "--keep-partial"])
+    captured = capsys.readouterr()
+    assert rc == 130 and captured.out == ""
+    results = out / "results.json"
+    assert captured.err == f'blis: interrupted: 2 of 4 points finished; their rows are in {results} ("complete": false)\n'
+    doc = json.loads(results.read_text())
+    assert doc["complete"] is False and doc["interrupted_by"] == "SIGINT"
+    assert [r["rate"] for r in doc["rows"]] == [5, 10]
+    assert [(m["point"], m["rate"]) for m in doc["missing_points"]] == [(2, 20), (3, 40)]
+    assert sorted(p.name for p in out.iterdir()) == ["results.json"]  # nothing that could pass for a whole sweep
+    from blis_sim.capacity.plot import figures_for
+
+    assert [r["rate"] for r in figures_for(doc)[0]] == [5, 10]  # blis plot reads a partial file
 
 
 def test_cli_every_point_failing_is_an_error(tmp_path, write_sweep, capsys):

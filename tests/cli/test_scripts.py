@@ -62,8 +62,9 @@ def test_help(name, flag):
             "traces; got 'nonsense'",
         ),
         (
-            ("run", "--model", "m", "--trace-level", "decisions"),
-            "blis: error: --trace-level decisions is not available in this version yet (only none)",
+            ("run", "--model", "m", "--fitness-weights", "speed:1"),
+            "blis: error: --fitness-weights: unknown key 'speed' (accepted: mean_e2e, mean_ttft, p50_e2e, p50_ttft, "
+            "p99_e2e, p99_ttft, throughput, tokens_per_sec)",
         ),
     ],
 )

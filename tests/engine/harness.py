@@ -95,7 +95,7 @@ class CheckedInstance(Instance):
                 if s.requests and all(s is not seen for seen in self._seen):
                     self._seen.append(s)
                     self.steps.append((s.start, s.end, s.num_scheduled_tokens))
-        elif end is not None:
+        elif end is not None and self.in_flight is not None:  # (None: idle until a KV tier load ends)
             s = self.in_flight
             assert s.num_scheduled_tokens <= self.scheduler.token_budget
             thr = self.scheduler.long_prefill_threshold

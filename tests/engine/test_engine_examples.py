@@ -1,11 +1,9 @@
 """ENGINE.md §18.3 at the engine level: preemption with a tiny KV cache, step by step."""
 
-from blis_sim.config import EngineConfig
-
+import pytest
 from harness import LinearLatency, make_request, simulate
 
-
-import pytest
+from blis_sim.config import EngineConfig
 
 
 @pytest.mark.parametrize("skip_ahead", [False, True])

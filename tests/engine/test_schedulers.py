@@ -411,7 +411,7 @@ class StepChecker(Observer):
     def __init__(self):
         self.steps = 0
 
-    def on_step(self, instance, step):
+    def on_step(self, instance, step, queue_depth, kv_used):
         self.steps += 1
         reqs, counts = step.requests, step.num_new_tokens
         assert len(reqs) == len(counts) == len({id(r) for r in reqs})

@@ -101,10 +101,10 @@ class Recorder(Observer):
     def on_admission(self, req, now, admitted, reason):
         self.admissions.append((req.index, now, admitted))
 
-    def on_routing(self, req, now, target, snapshots):
+    def on_routing(self, req, now, target, snapshots, scores):
         self.routings.append((req.index, now, target, len(snapshots)))
 
-    def on_step(self, instance, step):
+    def on_step(self, instance, step, queue_depth, kv_used):
         self.steps.append((instance, step.start, step.end, step.num_prefill_tokens, step.num_decodes))
 
     def on_completion(self, instance, req, now):
@@ -197,8 +197,8 @@ class Priced(Recorder):
         self.latency = latency
         self.transfers = 0
 
-    def on_step(self, instance, step):
-        super().on_step(instance, step)
+    def on_step(self, instance, step, queue_depth, kv_used):
+        super().on_step(instance, step, queue_depth, kv_used)
         assert step.end - step.start == self.latency.step_time(step) + step.transfer_time
         self.transfers += step.transfer_time
 

@@ -11,7 +11,15 @@ import pytest
 from blis_sim.errors import InputError
 from blis_sim.evaluate.discover import load_ground_truth
 from blis_sim.evaluate.experiment import (
-    BURST, CONSTANT, ITL_BLIS, ITL_DECODE, ITL_POOLED, POISSON, SEQUENTIAL, SharedPrefixPool, SyntheticLengths,
+    BURST,
+    CONSTANT,
+    ITL_BLIS,
+    ITL_DECODE,
+    ITL_POOLED,
+    POISSON,
+    SEQUENTIAL,
+    SharedPrefixPool,
+    SyntheticLengths,
 )
 from blis_sim.evaluate.fields import GroundTruthError
 from blis_sim.evaluate.vllm_log import read_server_files

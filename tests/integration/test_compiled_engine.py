@@ -8,11 +8,10 @@ import subprocess
 import sys
 
 import pytest
+from test_skip_ahead_scenarios import SCENARIOS
 
 import blis_sim
 from blis_sim import _compiled
-
-from test_skip_ahead_scenarios import SCENARIOS
 
 CHILD = """
 import json, sys

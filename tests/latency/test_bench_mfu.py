@@ -8,15 +8,15 @@ import sys
 import types
 
 import pytest
+from mfu_fixtures import DATA, decode_latency_us, gemm_latency_us, make_step, prefill_latency_us
 
 from blis_sim import cli, logging_setup
 from blis_sim.latency.hardware import load_hardware
 from blis_sim.latency.hf_config import load_model_config
-from blis_sim.latency.mfu.fitted import load_packaged_efficiency
 from blis_sim.latency.mfu.bench import DEFAULT_SHAPES, BenchGrid, TorchTimer, gpu_folder_name, run_bench
+from blis_sim.latency.mfu.fitted import load_packaged_efficiency
 from blis_sim.latency.mfu.tables import MFUDatabase
 from blis_sim.latency.roofline_v2 import RooflineV2
-from mfu_fixtures import DATA, decode_latency_us, gemm_latency_us, make_step, prefill_latency_us
 
 
 class FakeTimer:

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from mfu_fixtures import write_tables
 
 from blis_sim.latency.mfu.lookup import DecodeLookup, GemmLookup, PiecewiseLinear, PrefillLookup
 from blis_sim.latency.mfu.tables import MFUDatabase
-from mfu_fixtures import write_tables
 
 PEAK, BW = 989.5e12, 3.35e12
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mfu_fixtures import GEMM_K, GEMM_M, GEMM_N, gemm_rows, write_tables
 
 from blis_sim.errors import InputError
 from blis_sim.latency.mfu.tables import MFUDatabase
-from mfu_fixtures import GEMM_K, GEMM_M, GEMM_N, gemm_rows, write_tables
 
 GEMM = Path("gemm") / "h100" / "data.csv"
 PREFILL = Path("mha") / "prefill" / "h100" / "32-8-128.csv"
@@ -148,7 +148,7 @@ def test_non_numeric_cell(tables, rel, line, text, column, cell):
 
 def test_sizes_must_be_positive_integers(tables):
     replace_line(tables, DECODE, 2, "bf16,bf16,1.5,1024,12.0,0.001")
-    assert "line 2: column batch_size: '1.5' is not an integer >= 1" in error(tables)
+    assert "line 2: column batch_size: '1.5' is not an integer from 1 to 2,147,483,647" in error(tables)
 
 
 @pytest.mark.parametrize("mfu", ["1.5", "-0.1", "0.0"])

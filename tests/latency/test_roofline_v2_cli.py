@@ -8,7 +8,6 @@ import shutil
 import subprocess
 
 import pytest
-
 from mfu_fixtures import BENCH_DATA, REPO
 
 STEP3 = [

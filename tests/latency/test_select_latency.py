@@ -7,11 +7,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from mfu_fixtures import write_tables
 
 from blis_sim.config.models import EngineConfig, LatencyConfig
 from blis_sim.errors import InputError
 from blis_sim.latency.select import resolve_latency
-from mfu_fixtures import write_tables
 
 DATA = Path(__file__).parents[2] / "src" / "blis_sim" / "data"
 ROOF = {"model_config_folder": DATA / "model_configs" / "llama-3.1-8b-instruct",

@@ -50,7 +50,7 @@ def test_workload_spec_is_read_by_spec_workload(tmp_path):
 
 def test_traces_num_requests_only_when_explicit(tmp_path, caplog):
     path = tmp_path / "t.csv"
-    path.write_text("a,b,c,d,e\n" + "".join(f'{i},x,m,"[{i}]","[1]"\n' for i in range(150)))
+    path.write_text("arrival_time,request_id,model,prompt_tokens,output_tokens\n" + "".join(f'{i},x,m,"[{i}]","[1]"\n' for i in range(150)))
     cfg = WorkloadConfig(workload="traces", workload_traces_filepath=path)
     assert len(list(build_requests(cfg, 1, UNLIMITED, {}))) == 150
     cfg = WorkloadConfig(workload="traces", workload_traces_filepath=path, num_requests=100)

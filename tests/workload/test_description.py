@@ -169,7 +169,7 @@ def test_workloads_are_those_evaluate_built_before():
 
 def test_trace_source(tmp_path):
     path = tmp_path / "t.csv"
-    path.write_text("a,b,c,d,e\n" + "".join(f'{i},x,m,"[{i}]","[1]"\n' for i in range(5)))
+    path.write_text("arrival_time,request_id,model,prompt_tokens,output_tokens\n" + "".join(f'{i},x,m,"[{i}]","[1]"\n' for i in range(5)))
     reqs, segments = built(WorkloadDescription(CsvTrace(path, 3)))
     assert len(reqs) == 3 and segments == (Segment(0, 3),)
     assert workload_description(WorkloadConfig(workload="traces", workload_traces_filepath=path), {}) == \

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from blis_sim.config.models import WorkloadConfig
+from blis_sim.errors import InputError
 from blis_sim.workload.distribution import (
     BATCHED_DRAWS_ARE_EXACT,
     MAX_TOKEN_LENGTH,
@@ -22,7 +23,6 @@ from blis_sim.workload.distribution import (
     preset_params,
     round_half_up,
 )
-from blis_sim.errors import InputError
 from blis_sim.workload.rng import Streams, stream
 
 UNLIMITED = 2**63 - 1

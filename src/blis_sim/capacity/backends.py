@@ -10,12 +10,12 @@ probe as soon as the previous one of the same configuration returns.
 from __future__ import annotations
 
 import os
-import signal
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
 
 from ..errors import InputError
+from ..processes import init_worker, stop_pool
 from .runner import Outcome, Task, run_task
 
 BACKENDS = ("serial", "local", "ray")
@@ -66,17 +66,12 @@ class SerialBackend(Backend):
         self._queue.clear()
 
 
-def _ignore_sigint() -> None:
-    # Ctrl-C reaches the whole process group: the parent decides (keep the finished rows, cancel the rest)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 class LocalBackend(Backend):
     name = "local"
 
     def __init__(self, jobs: int | None = None) -> None:
         self.workers = max(1, jobs or os.cpu_count() or 1)
-        self._pool = ProcessPoolExecutor(max_workers=self.workers, initializer=_ignore_sigint)
+        self._pool = ProcessPoolExecutor(max_workers=self.workers, initializer=init_worker)
         self._futures: dict[Future, Task] = {}
         self._done: deque[Outcome] = deque()
 
@@ -106,11 +101,7 @@ class LocalBackend(Backend):
         if cancel:
             for fut in self._futures:
                 fut.cancel()
-            processes = list(getattr(self._pool, "_processes", {}).values())
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            for proc in processes:  # the running points are abandoned, not awaited
-                if proc.is_alive():
-                    proc.terminate()
+            stop_pool(self._pool)  # the running points are abandoned, not awaited
         else:
             self._pool.shutdown(wait=True)
         self._futures.clear()

@@ -23,7 +23,7 @@ from .backends import BACKENDS
 log = logging.getLogger("blis_sim")
 
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 120}
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 
 
 def _precheck(cfgs: list[Any], name_of) -> list[str]:
@@ -77,9 +77,12 @@ def _common_options(f):
 @click.option("--output", required=True, type=click.Path(path_type=Path), metavar="DIR",
               help="Folder for results.json, results.csv, results.parquet and report.html (created).")
 @click.option("--no-report", is_flag=True, help="Skip report.html.")
+@click.option("--keep-partial", "keep_partial", is_flag=True,
+              help="On Ctrl-C or SIGTERM, write the finished points to results.json, marked \"complete\": false "
+                   "with the missing points listed [default: nothing is written].")
 @_common_options
 def sweep_command(config: Path, output: Path, no_report: bool, backend: str, jobs: int | None,
-                  ray_address: str | None, log_level: str, quiet: bool) -> int:
+                  ray_address: str | None, log_level: str, quiet: bool, keep_partial: bool = False) -> int:
     from .progress import sweep_bar
     from .sweep import label, load_sweep, prepare_output_dir, run_sweep, write_outputs, write_report
 
@@ -89,9 +92,12 @@ def sweep_command(config: Path, output: Path, no_report: bool, backend: str, job
     spec = load_sweep(config)
     early = _precheck(list(spec.points),
                       lambda i: f"--config {config}: the point {label(spec.values[i], list(spec.axes))}")
+    existed = output.exists()
     prepare_output_dir(output)
     with sweep_bar(quiet) as bar:
         result = run_sweep(spec, backend, jobs, ray_address, bar)
+    if result.interrupted:
+        return _sweep_interrupted(result, output, keep_partial, existed)
     if result.rows and len(result.failed) == len(result.rows) and not result.interrupted:
         first = result.failed[0]
         raise InputError(f"every point failed; the first, {first['configuration']} rate {first['rate']:g}: "
@@ -119,6 +125,29 @@ def sweep_command(config: Path, output: Path, no_report: bool, backend: str, job
     sys.stdout.write("wrote " + ", ".join(str(p) for p in written) + "\n")
     sys.stdout.flush()
     return 0
+
+
+def _sweep_interrupted(result: Any, output: Path, keep_partial: bool, existed: bool) -> int:
+    """Ctrl-C or SIGTERM stopped the sweep: one line, exit 130 or 143. Nothing is written unless --keep-partial
+    (then results.json holds the finished rows, marked incomplete); a folder this command created stays only
+    when it holds something."""
+    from .sweep import write_partial
+
+    total = len(result.spec.points)
+    where = "; nothing written (--keep-partial keeps them)" if result.rows else ""
+    if keep_partial and result.rows:
+        path = write_partial(result, output)
+        where = f"; their rows are in {path} (\"complete\": false)"
+    elif not existed:
+        try:
+            output.rmdir()  # only when empty
+        except OSError:
+            pass
+    terminated = result.stopped_by == "SIGTERM"
+    sys.stderr.write(f"blis: {'terminated' if terminated else 'interrupted'}: {len(result.rows)} of {total} points "
+                     f"finished{where}\n")
+    sys.stderr.flush()
+    return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
 
 
 # ---------------------------------------------------------------------------------------------------------- capacity

@@ -189,6 +189,8 @@ def figures_for(doc: Any) -> tuple[list[dict], str, tuple, list[dict]]:
 
     if isinstance(doc, list):
         return doc, "ttft_p90_ms", (), []
+    if isinstance(doc, dict) and doc.get("complete") is False and isinstance(doc.get("rows"), list):
+        return doc["rows"], "ttft_p90_ms", (), []  # an interrupted sweep kept with --keep-partial
     if isinstance(doc, dict) and "configurations" in doc and "probes" in doc:
         slos = tuple(parse_slos(",".join(doc.get("question", {}).get("slo", []))) if doc.get("question", {})
                      .get("slo") else ())

@@ -36,7 +36,7 @@ from typing import Any
 
 from ..config import SimulationConfig
 from ..config.files import read_input_file
-from ..errors import InputError
+from ..errors import InputError, Terminated
 from . import fields as F
 from .backends import make_backend
 from .metrics import DERIVED_METRICS, EXTRA_METRICS, RESOLVED, RUN_METRICS
@@ -175,6 +175,7 @@ class SweepResult:
     wall_s: float
     interrupted: bool = False
     warnings: list[str] = field(default_factory=list)
+    stopped_by: str = ""  # "SIGINT" or "SIGTERM" when interrupted by a signal
     busy_s: float = 0.0  # the points' own wall time, summed (over all workers)
     prepare_s: float = 0.0
 
@@ -233,14 +234,16 @@ def run_sweep(spec: SweepSpec, backend: str = "local", jobs: int | None = None, 
             warnings.extend(w for w in outcome.warnings if w not in warnings)
             if progress is not None:
                 progress(len(outcomes), total, failed)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated) as exc:
         interrupted = True
+        stopped_by = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
         close_quietly(runner, cancel=True)
     else:
         interrupted = not close_quietly(runner, cancel=False)
+        stopped_by = "SIGINT" if interrupted else ""
     rows = [point_row(spec, i, outcomes[i]) for i in sorted(outcomes)]
     return SweepResult(spec, rows, runner.name, runner.workers, time.perf_counter() - started, interrupted, warnings,
-                       busy_s=sum(o.wall_s for o in outcomes.values()),
+                       stopped_by=stopped_by, busy_s=sum(o.wall_s for o in outcomes.values()),
                        prepare_s=sum(o.prepare_s for o in outcomes.values()))
 
 
@@ -250,10 +253,10 @@ def close_quietly(runner: Any, cancel: bool) -> bool:
     try:
         runner.close(cancel=cancel)
         return True
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated):
         try:
             runner.close(cancel=True)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Terminated):
             pass
         return False
 
@@ -369,6 +372,30 @@ def write_outputs(result: SweepResult, folder: Path, report: bool = True) -> lis
     if report:
         written.append(write_report(result, folder))
     return written
+
+
+def partial_document(result: SweepResult) -> dict:
+    """results.json of an interrupted sweep kept with --keep-partial: the finished rows under ``rows``, marked
+    ``"complete": false`` with the points not run (a complete sweep's results.json is the list of rows alone, so a
+    reader expecting that list cannot take a partial file for a whole one)."""
+    spec = result.spec
+    done = {r["point"] for r in result.rows}
+    missing = []
+    for i, cfg in enumerate(spec.points):
+        if i not in done:
+            values = spec.values[i]
+            missing.append({"point": i, **{a: _plain(v) for a, v in values.items()},
+                            "rate": values.get("rate", cfg.workload.rate),
+                            "configuration": label(values, spec.config_axes)})
+    return {"complete": False, "interrupted_by": result.stopped_by or "SIGINT", "points": len(spec.points),
+            "finished": len(result.rows), "missing_points": missing,
+            "rows": [{k: _finite(v) for k, v in r.items()} for r in result.rows]}
+
+
+def write_partial(result: SweepResult, folder: Path) -> Path:
+    path = folder / "results.json"
+    write_atomic(path, (json.dumps(partial_document(result), indent=2, allow_nan=False) + "\n").encode("utf-8"))
+    return path
 
 
 def write_report(result: SweepResult, folder: Path) -> Path:

@@ -222,5 +222,5 @@ class ClusterSimulator:
         if self.keep_routed:
             self.routed.append(req)
         if observer is not None:
-            observer.on_routing(req, now, target, snaps)  # type: ignore[arg-type]
+            observer.on_routing(req, now, target, snaps, self.routing.scores())  # type: ignore[arg-type]
         push(heap, (now + delay, ENQUEUE, next(seq), (req, inst)))

@@ -32,7 +32,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..errors import InputError
-from .files import read_input, stat_input
+from .files import read_input, stat_input, unreadable_value
 from .models import SimulationConfig
 from .names import (
     ADMISSION_POLICIES,
@@ -234,6 +234,8 @@ def parse_bundle(text: str, where: str, source: str) -> PolicyBundle:
         raise InputError(f"{where}: not valid YAML ({exc})") from None
     except _BundleError as exc:
         raise InputError(f"{where}: {exc.message}") from None
+    except (ValueError, RecursionError) as exc:  # a number of thousands of digits; nesting too deep
+        raise InputError(f"{where}: not valid YAML ({unreadable_value(exc)})") from None
     if raw is None:
         raw = {}  # an empty file (or only comments): a bundle that sets nothing
     if not isinstance(raw, dict):

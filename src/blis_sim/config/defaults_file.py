@@ -31,7 +31,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from ..errors import InputError
-from .files import read_input, stat_input
+from .files import read_input, stat_input, unreadable_value
+from .validators import MAX_COEFF_US, MAX_TOKEN_LENGTH
 
 PRESET_KEYS = (
     "prefix_tokens",
@@ -67,7 +68,10 @@ _IntGE0 = Annotated[int, Strict(), _must(lambda v: v >= 0, "an integer >= 0")]
 _IntGE1 = Annotated[int, Strict(), _must(lambda v: v >= 1, "an integer >= 1")]
 _Str = Annotated[str, Strict()]
 _NonEmpty = Annotated[str, Strict(), _must(lambda v: bool(v.strip()), "a non-empty string")]
-_Coeff = Annotated[float, Strict(), _must(lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")]
+_Coeff = Annotated[float, Strict(), _must(lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
+                   _must(lambda v: v <= MAX_COEFF_US, f"a number from 0 to {MAX_COEFF_US:,.0f} (microseconds)")]
+_Prefix = Annotated[int, Strict(), _must(lambda v: 0 <= v <= MAX_TOKEN_LENGTH,
+                                         f"an integer from 0 to {MAX_TOKEN_LENGTH:,} (the longest request)")]
 _Coeffs = Annotated[list[_Coeff], Field(min_length=3, max_length=3)]
 
 
@@ -97,7 +101,7 @@ class ModelDefault(_Strict):
 
 
 class _Preset(_Strict):
-    prefix_tokens: _IntGE0 = 0
+    prefix_tokens: _Prefix = 0
     prompt_tokens: _IntGE0
     prompt_tokens_stdev: _IntGE0
     prompt_tokens_min: _IntGE0
@@ -220,6 +224,8 @@ def parse_defaults(text: str, where: str, source: str) -> DefaultsFile:
         raise InputError(f"{where}: not valid YAML{pos} ({exc.problem})") from None
     except yaml.YAMLError as exc:
         raise InputError(f"{where}: not valid YAML ({exc})") from None
+    except (ValueError, RecursionError) as exc:  # a number of thousands of digits; nesting too deep
+        raise InputError(f"{where}: not valid YAML ({unreadable_value(exc)})") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

@@ -51,3 +51,13 @@ def read_input_file(path: Path | str, flag: str, what: str) -> str:
         raise InputError(f"{where}: is a directory{required}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{where}: cannot be read ({exc})") from None
+
+
+def unreadable_value(exc: BaseException) -> str:
+    """What a JSON/YAML parser's ValueError or RecursionError means, for ``not valid YAML (...)`` messages: an
+    integer of more than 4,300 digits (Python's conversion limit) or nesting deeper than the parser's recursion."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if "digits" in str(exc):
+        return "a number with more than 4,300 digits"
+    return str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__

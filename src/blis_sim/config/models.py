@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from .names import (
     ADMISSION_POLICIES,
     ARRIVAL_PROCESSES,
+    KV_OFFLOAD_MODES,
     LATENCY_MODELS,
     LOG_LEVELS,
     PRESETS,
@@ -36,6 +37,7 @@ from .validators import (
     IntGE1OrUnset,
     LatencyUS,
     NonEmptyStr,
+    PrefixTokens,
     one_of,
     parse_scorers,
 )
@@ -114,6 +116,7 @@ class EngineConfig(_Section):
     kv_offload_threshold: Fraction01 = 0.9
     kv_transfer_bandwidth: FiniteGT0 = 100.0
     kv_transfer_base_latency: IntGE0 = 0
+    kv_offload_mode: Annotated[str, one_of(*KV_OFFLOAD_MODES)] = "reference"  # kv/cpu_tier.py, kv/vllm_offload.py
     # per-instance policies: the waiting queue's order and preemption victims, and request priorities (§11.3-§11.4)
     scheduler: Annotated[str, one_of(*SCHEDULERS)] = "fcfs"
     priority_policy: Annotated[str, one_of(*PRIORITY_POLICIES)] = "constant"
@@ -139,7 +142,7 @@ class WorkloadConfig(_Section):
     arrival_process: Annotated[str, one_of(*ARRIVAL_PROCESSES)] = "constant"
     rate: FiniteGT0 = 1.0
     num_requests: IntGE0 = 100
-    prefix_tokens: IntGE0 = 0
+    prefix_tokens: PrefixTokens = 0
     prompt_tokens: Int = 512
     prompt_tokens_stdev: IntGE0 = 256
     prompt_tokens_min: Int = 2
@@ -200,7 +203,10 @@ class OutputConfig(_Section):
     counterfactual_k: IntGE0 = 0
     summarize_trace: bool = False
     fitness_weights: str = ""
+    trace_output: Annotated[Path | None, BeforeValidator(_file_path)] = None  # decision trace as JSON lines
     quiet: bool = False  # no progress bar
+    # a Chrome trace-event timeline of the run (report/timeline.py, docs/timeline.md)
+    timeline_out: Annotated[Path | None, BeforeValidator(_file_path)] = None
 
 
 class SimulationConfig(_Section):

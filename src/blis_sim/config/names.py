@@ -24,6 +24,9 @@ SCHEDULERS = ("fcfs", "priority-fcfs", "sjf", "reverse-priority", "vllm-priority
 SCORERS = ("prefix-affinity", "queue-depth", "kv-utilization", "load-balance")
 DEFAULT_SCORERS = (("prefix-affinity", 3.0), ("queue-depth", 2.0), ("kv-utilization", 2.0))
 
+# the CPU KV tier (§8.6): the reference's offload-on-eviction model, or vLLM 0.15.1's offloading connector
+KV_OFFLOAD_MODES = ("reference", "vllm")
+
 # observability (§12)
 TRACE_LEVELS = ("none", "decisions")
 

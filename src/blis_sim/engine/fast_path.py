@@ -23,6 +23,8 @@ from .cohort import DecodeCohort, by_seq
 from .scheduler import Scheduler
 
 MEMO_LIMIT: Final = 1 << 18  # decode durations remembered per instance (about 25 MB at most)
+FIRST_CHUNK: Final = 64  # decode durations priced in the first chunk of a stretch (doubling after each used up)
+MAX_CHUNK: Final = 1 << 16  # and at most in one chunk (numpy arrays of a few MB)
 
 
 class FastPath:
@@ -37,6 +39,9 @@ class FastPath:
         "decode_memo",
         "memo_stride",
         "price_each_decode",
+        "watched",
+        "watched_tokens",
+        "watched_keys",
     )
 
     def __init__(
@@ -62,6 +67,10 @@ class FastPath:
         self.decode_memo = decode_memo
         self.memo_stride = max_running + 1
         self.price_each_decode = latency.decode_is_cheap()  # a compiled model: cheaper to call than to look up
+        # the waiting head's block keys, for ``head_keys`` (remembered while the same request waits, unchanged)
+        self.watched: Request | None = None
+        self.watched_tokens = -1
+        self.watched_keys: set[int] | None = None
 
     def form(self, now: int) -> StepRecord:
         """Form the next synchronous batch with the decode cohort taken as a whole (engine/cohort.py).
@@ -180,16 +189,23 @@ class FastPath:
         # would still let it in.
         sched = self.sched
         watch_keys = len(sched.policy) > 0 and B < sched.max_running and B < sched.token_budget
+        head_keys = self.head_keys() if watch_keys else None
         j = 0  # boundaries processed so far; the one at ``boundary`` ends step j
         boundary = end
         prev = step.start
         d_last = end - prev  # duration of the last step priced (the same batch at a smaller context)
+        chunk = FIRST_CHUNK
         while j < last and boundary < bound:
             # Durations of steps j+1 .. j+m in one chunk; m covers every step that can end before ``bound`` or up to
             # the first completion: durations never shrink as contexts grow, so the last one sizes the chunk (an
             # over-estimate only prices steps the loop below leaves out; if a model's durations did shrink,
-            # the loop takes another chunk).
+            # the loop takes another chunk). A block that cannot be had or a key the waiting head could use may
+            # end the stretch long before either (a full KV cache: every few steps), so chunks start small and
+            # double while they are used up: the steps priced and left out stay fewer than those processed + 64.
             m = last - j
+            if m > chunk:
+                m = chunk
+            chunk = min(chunk << 1, MAX_CHUNK)
             if bound < NEVER:
                 m = min(m, (bound - boundary) // max(d_last, 1) + 1)
             durations = self.decode_durations(B, base_sum + B * (j + 1), m)
@@ -206,7 +222,7 @@ class FastPath:
             phase = (-(level0 + j + 1)) % bs  # bucket of the takers at the first formation; fillers one below
             for i in range(n):
                 fillers = buckets[phase - 1]  # phase 0 -> bucket bs - 1
-                if fillers and watch_keys and registers_a_key(fillers):
+                if fillers and watch_keys and registers_a_key(fillers, head_keys):
                     n = i  # a new key could give the waiting head enough prefix hits: form that step normally
                     break
                 takers = buckets[phase]
@@ -295,13 +311,14 @@ class FastPath:
         bs = self.block_size
         sched = self.sched
         watch_keys = len(sched.policy) > 0 and B < sched.max_running and B < sched.token_budget
+        head_keys = self.head_keys() if watch_keys else None
         free = self.kv.num_free()
         taken = 0
         t = end
         phase = (-(level0 + 1)) % bs
         for i in range(n):
             fillers = buckets[phase - 1]
-            if fillers and watch_keys and registers_a_key(fillers):
+            if fillers and watch_keys and registers_a_key(fillers, head_keys):
                 break
             k = len(buckets[phase])
             if k > free:
@@ -375,9 +392,49 @@ class FastPath:
         return finishing
 
 
-def registers_a_key(fillers: list[Request]) -> bool:
-    """Whether filling these members' blocks adds a key to the index (deferred keys add none, kv/cache.py)."""
+    def head_keys(self) -> set[int] | None:
+        """The keys a block keyed during a stretch must hold to change what the waiting head's admission finds.
+
+        At the step before the stretch the head did not fit; free blocks only shrink during it, and its prefix hits
+        (``KVCacheManager.lookup``: the leading run of its first ``(num_tokens - 1) // block_size`` keys found in
+        the index) can only grow when one of those keys is registered. So a filler whose new key is not among them
+        cannot let the head in (a full KV cache with preempted requests waiting: otherwise every block a
+        preempted-before member fills would end the stretch). An empty set: no key can add a hit (a request with
+        deferred keys looks nothing up). None: any registered key counts (a policy that reorders its queue, or a
+        KV tier, whose hits the index alone does not tell). The set is remembered while the same head waits with
+        the same tokens."""
+        policy = self.sched.policy
+        kv = self.kv
+        if policy.reorders or kv.tier is not None:
+            return None
+        head = policy.head()
+        if head.keys_deferred:
+            if kv.can_defer:
+                return set()  # its lookup finds nothing until it is preempted (kv/cache.py)
+            return None
+        ntok = head.num_tokens
+        if head is self.watched and ntok == self.watched_tokens:
+            return self.watched_keys
+        limit = (ntok - 1) // self.block_size
+        keys: set[int] = set()
+        if limit > 0:
+            keys = set((head.block_keys or kv.keys_of(head))[:limit])
+        self.watched = head
+        self.watched_tokens = ntok
+        self.watched_keys = keys
+        return keys
+
+
+def registers_a_key(fillers: list[Request], head_keys: set[int] | None) -> bool:
+    """Whether filling these members' blocks adds a key to the index that matters to the waiting head (deferred
+    keys add none, kv/cache.py; ``FastPath.head_keys``): the key of the block each fills, its first unkeyed one."""
     for r in fillers:
         if not r.keys_deferred:
-            return True
+            if head_keys is None:
+                return True
+            keys = r.block_keys
+            if keys and keys[r.num_cached_blocks] in head_keys:
+                return True
+            if not keys:
+                return True  # keys not computed yet (never the case for a keyed member): stay on the safe side
     return False

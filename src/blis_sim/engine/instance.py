@@ -66,6 +66,7 @@ class Instance:
         "cohort",
         "fast_path",
         "observer",
+        "tier",
         "signals",
         "fresh_waiting",
         "lazy",
@@ -104,8 +105,10 @@ class Instance:
         self.asynchronous = cfg.async_scheduling  # vLLM's async scheduler loop (§7.8)
         # the decode cohort (§7.6), where the scheduling policy allows it
         self.fast = skip_ahead and not self.asynchronous and policy.fast_path
-        # stable decode stretches advanced in one go; not while an observer wants to hear of every step
-        self.stretches = self.fast and observer is None
+        # stable decode stretches advanced in one go; not while an observer wants to hear of every step, nor with a
+        # KV tier (it must see each eviction at the tick of its own batch formation)
+        self.stretches = self.fast and observer is None and tier is None
+        self.tier = tier
         self.fifo: deque[StepRecord] = deque()  # async: formed batches not applied yet, oldest first
         self.device_free = 0  # async: tick at which the last formed batch ends
         self.in_flight: StepRecord | None = None
@@ -203,6 +206,8 @@ class Instance:
             self_preemptions=sched.num_self_preemptions,
             prefix_query_tokens=self.kv.query_tokens,
             prefix_hit_tokens=self.kv.hit_tokens,
+            offloads=0 if self.tier is None else self.tier.offloads,
+            thrash=0 if self.tier is None else self.tier.thrash,
         )
 
     def _drop(self, req: Request, reason: str) -> None:
@@ -258,12 +263,15 @@ class Instance:
             if not len(policy) and not sched.running and not self.cohort.size:
                 self.step_pending = False
                 return None
+            if self.tier is not None:
+                self.tier.now = now
             step = self.fast_path.form(now) if fast else sched.schedule(now)
             self.fresh_waiting = False
             if not step.requests and not step.cohort_size:
+                if not step.preempted:  # every waiting request waits for its tier load: idle until the first ends
+                    return self._wait_for_loads(now)
                 # vllm-priority only: the pass preempted every request it had scheduled (engine/policy.py). vLLM runs
                 # the empty batch, which takes no device time and is not a step, and schedules again at once.
-                assert step.preempted, "internal error: empty batch with pending work"
                 continue
             stats.hol_sum += len(policy)
             stats.hol_steps += 1
@@ -273,7 +281,7 @@ class Instance:
             end = now + self.latency.step_time(step) + step.transfer_time
             step.end = end
             if observer is not None:
-                observer.on_step(self.index, step)
+                observer.on_step(self.index, step, len(policy), self.kv.pool.num_used)
             if not fast or end >= bound:
                 self.in_flight = step
                 if self.lazy and stretches and not step.requests and not step.preempted:
@@ -287,6 +295,14 @@ class Instance:
             else:
                 self.in_flight = step
             now = end  # nothing outside this instance acts before ``bound``: take that boundary here
+
+    def _wait_for_loads(self, now: int) -> int:
+        """Nothing can run and every waiting request waits for its KV tier load (vLLM's connector model): the
+        instance is idle, woken at the end of the first load (an ENQUEUE before then wakes it as usual)."""
+        wake = self.kv.next_load_end() if self.kv.async_loads else -1
+        assert wake > now, "internal error: empty batch with pending work"
+        self.step_pending = False
+        return wake
 
     # -- parking: a stable decode batch left to run on its own ---------------------------------------------------
     def _park(self, end: int) -> int:
@@ -394,11 +410,15 @@ class Instance:
         while True:
             if len(policy) or sched.running:
                 batch = self._form_async(now)
-                if not batch.requests:  # with an empty FIFO only when it preempted (vllm-priority): applied at once
-                    assert len(fifo) > 0 or batch.preempted, "internal error: empty batch with pending work"
-                fifo.append(batch)
-                if batch.requests and len(fifo) == 1 and batch.end > now:
-                    continue  # the device is busy with it: form the next batch at once
+                if not batch.requests and not batch.preempted:
+                    # every waiting request waits for its KV tier load: form again when the batch in flight ends
+                    if not fifo:
+                        return self._wait_for_loads(now)
+                else:
+                    # an empty batch with an empty FIFO only when it preempted (vllm-priority): applied at once
+                    fifo.append(batch)
+                    if batch.requests and len(fifo) == 1 and batch.end > now:
+                        continue  # the device is busy with it: form the next batch at once
             elif not fifo:
                 return None  # idle until the next ENQUEUE
             oldest = fifo[0]
@@ -410,6 +430,8 @@ class Instance:
     def _form_async(self, now: int) -> StepRecord:
         start = max(now, self.device_free)
         sched = self.scheduler
+        if self.tier is not None:
+            self.tier.now = now
         step = sched.schedule(now, start)
         if step.requests:
             stats = self.stats
@@ -419,7 +441,7 @@ class Instance:
             step.end = start + self.latency.step_time(step) + step.transfer_time
             self.device_free = step.end
             if self.observer is not None:
-                self.observer.on_step(self.index, step)
+                self.observer.on_step(self.index, step, len(sched.policy), self.kv.pool.num_used)
         else:
             step.end = start  # an empty batch: no device time, produces nothing
         return step

@@ -34,6 +34,7 @@ import numpy as np
 
 from ..config.names import DEFAULT_GPU, ROOFLINE_MODELS
 from ..errors import InputError
+from ..processes import init_worker, stop_pool
 from .discover import GroundTruth, load_ground_truth
 from .experiment import Failure
 from .resolve import Unsimulatable, packaged_hardware_config
@@ -255,7 +256,7 @@ def calibrate(ground_truth: Path | str, options: CalibrateOptions = CalibrateOpt
                                     strata)
 
     workers = max(1, options.jobs or os.cpu_count() or 1)
-    pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=init_worker) if workers > 1 else None
     try:
         fit_scorer = _Scorer(gt, train, eval_options)
         if not fit_scorer.plans:
@@ -282,8 +283,8 @@ def calibrate(ground_truth: Path | str, options: CalibrateOptions = CalibrateOpt
                 if when == "after":
                     failed.extend(scorer.failed + bad)
     finally:
-        if pool is not None:
-            pool.shutdown()
+        if pool is not None:  # the fit's tasks are all done, unless it is interrupted: do not wait for those
+            stop_pool(pool)
     wall = time.perf_counter() - started
     full_entry = dict(entry)
     if v2:

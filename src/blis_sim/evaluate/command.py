@@ -64,10 +64,22 @@ class GroundTruthPath(click.Path):
 @click.option("--log", "log_level", type=click.Choice(sorted(logging_setup.LEVELS)), default="warn",
               show_default=True, help="stderr log level.")
 @click.option("--quiet", is_flag=True, help="No progress bar on stderr.")
+@click.option("--kv-cpu-gib", "kv_cpu_gib", type=click.FloatRange(min=0, max=1e6), default=0.0, metavar="GIB",
+              help="Give every server a CPU KV tier of this many GiB over all ranks, as vLLM's "
+                   "--kv-offloading-size (the shared family-2 servers ran with 8) [default: none].")
+@click.option("--kv-offload-mode", "kv_offload_mode", type=click.Choice(["reference", "vllm"]), default="vllm",
+              show_default=True, help="The CPU tier's model (docs/kv-tier.md).")
+@click.option("--kv-link-gbs", "kv_link_gbs", type=click.FloatRange(min=0.001, max=1e5), default=40.0,
+              show_default=True, metavar="GBS", help="Host link per GPU for CPU tier loads, in GB/s.")
+@click.option("--keep-partial", "keep_partial", is_flag=True,
+              help="On Ctrl-C or SIGTERM, write the points finished so far to --output, marked "
+                   "\"complete\": false with the missing points listed [default: nothing is written].")
 def evaluate_command(ground_truth: Path, hardware: str, latency_model: str, model_configs: Path | None,
                      hardware_config: Path | None, jobs: int | None, output: Path | None, plots: Path | None,
                      requests_per_point: int | None,
-                     async_scheduling: bool | None, seed: int, log_level: str, quiet: bool) -> int:
+                     async_scheduling: bool | None, seed: int, log_level: str, quiet: bool,
+                     keep_partial: bool = False, kv_cpu_gib: float = 0.0, kv_offload_mode: str = "vllm",
+                     kv_link_gbs: float = 40.0) -> int:
     from ..report.results_file import check_writable, write_json_atomic
     from .render import print_report
     from .runner import DEFAULT_REQUESTS_PER_POINT, Options, evaluate, hardware_config_path
@@ -80,10 +92,13 @@ def evaluate_command(ground_truth: Path, hardware: str, latency_model: str, mode
     options = Options(
         latency_model=latency_model, hardware=hardware, model_configs=model_configs, jobs=jobs,
         requests_per_point=requests_per_point or DEFAULT_REQUESTS_PER_POINT, async_scheduling=async_scheduling,
-        seed=seed, hardware_config=hardware_config_path(hardware_config),
+        seed=seed, hardware_config=hardware_config_path(hardware_config), keep_partial=keep_partial,
+        kv_cpu_gib=kv_cpu_gib, kv_offload_mode=kv_offload_mode, kv_link_gbs=kv_link_gbs,
     )
     with _progress(quiet) as progress:
         ev = evaluate(ground_truth, options, progress)
+    if ev.interrupted is not None:
+        return _keep_partial(ev, output)
     print_report(ev.report)
     if output is not None:
         try:
@@ -96,6 +111,29 @@ def evaluate_command(ground_truth: Path, hardware: str, latency_model: str, mode
         write_plots(ev.points, plots)
     sys.stdout.flush()
     return 0
+
+
+def _keep_partial(ev, output: Path | None) -> int:  # noqa: ANN001 (an Evaluation)
+    """--keep-partial after Ctrl-C or SIGTERM: the finished points go to --output (the report says
+    ``"complete": false`` and lists the missing points), one line on stderr, nothing on stdout, exit 130 or 143."""
+    from ..errors import Terminated
+    from ..report.results_file import write_json_atomic
+
+    report = ev.report
+    done = sum(len(e.get("point_results", [])) for e in report.get("experiments", []))
+    missing = len(report.get("missing_points", []))
+    where = "; nothing written (no --output)"
+    if output is not None:
+        try:
+            write_json_atomic(output, report)
+            where = f"; they are in {output} (\"complete\": false)"
+        except OSError as exc:
+            where = f"; --output {output}: cannot write: {exc.strerror or exc}"
+    terminated = isinstance(ev.interrupted, Terminated)
+    sys.stderr.write(f"blis: {'terminated' if terminated else 'interrupted'}: {done} points evaluated, {missing} not "
+                     f"run{where}\n")
+    sys.stderr.flush()
+    return 143 if terminated else 130
 
 
 @contextlib.contextmanager

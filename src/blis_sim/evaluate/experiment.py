@@ -23,7 +23,7 @@ ITL_BLIS = "blis"  # BLIS's evaluator: sum of (e2e - queueing) / sum of outputs 
 ITL_DEFINITIONS = (ITL_DECODE, ITL_POOLED, ITL_BLIS)
 
 # How the requests of one point arrive.
-CONSTANT = "constant"  # evenly spaced at `rate` (guidellm constant, inference-perf constant)
+CONSTANT = "constant"  # at `rate`: evenly spaced (guidellm), randomly spread over the stage (inference-perf stages)
 POISSON = "poisson"
 SEQUENTIAL = "sequential"  # one request at a time (guidellm synchronous, concurrency 1)
 BURST = "burst"  # all at once (guidellm throughput)
@@ -152,10 +152,13 @@ def to_workload_description(lengths: Lengths, loads: Sequence[tuple[Load, int]],
 
     Staged points (inference-perf stages) run back to back in one simulation; with synthetic lengths each stage
     draws its own lengths and tokens (seed offset = its index), as inference-perf's ``random`` data does. A shared
-    prefix pool is one pool for all stages. An unstaged run has the one point of its plan.
+    prefix pool is one pool for all stages, and its stages carry their durations: they are timed as inference-perf
+    times them (``workload.shared_prefix``: randomly spaced sends, every send made, the next stage after the last).
+    An unstaged run has the one point of its plan.
     """
     pooled = isinstance(lengths, SharedPrefixPool)
-    stages = tuple(Stage(load.pattern, count, load.rate, seed_offset=i if staged and not pooled else 0)
+    stages = tuple(Stage(load.pattern, count, load.rate, seed_offset=i if staged and not pooled else 0,
+                         duration=load.duration_s if pooled and load.pattern in (CONSTANT, POISSON) else None)
                    for i, (load, count) in enumerate(loads))
     if isinstance(lengths, SharedPrefixPool):
         pool = PromptPool(lengths.num_groups, lengths.prompts_per_group, lengths.system_prompt_len,

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from ..config.files import unreadable_value
 from ..errors import InputError
 
 _MISSING = object()
@@ -44,6 +45,8 @@ def read_json(path: Path) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise GroundTruthError(path, "", f"not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})") from None
+    except (ValueError, RecursionError) as exc:  # a number of thousands of digits; nesting too deep
+        raise GroundTruthError(path, "", f"not valid JSON ({unreadable_value(exc)})") from None
 
 
 def read_yaml(path: Path) -> Any:
@@ -54,6 +57,8 @@ def read_yaml(path: Path) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1} column {mark.column + 1})" if mark is not None else ""
         raise GroundTruthError(path, "", f"not valid YAML{where}") from None
+    except (ValueError, RecursionError) as exc:  # a number of thousands of digits; nesting too deep
+        raise GroundTruthError(path, "", f"not valid YAML ({unreadable_value(exc)})") from None
 
 
 class Fields:

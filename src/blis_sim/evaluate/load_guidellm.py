@@ -27,7 +27,7 @@ from .experiment import (
     Load,
     Point,
 )
-from .fields import Fields, read_profile, GroundTruthError, as_float, as_int, measured_metrics, read_json, read_yaml
+from .fields import Fields, GroundTruthError, as_float, as_int, measured_metrics, read_json, read_profile, read_yaml
 from .load_combined import synthetic_lengths
 from .vllm_log import ServerLog, read_server_files, server_settings
 

@@ -3,8 +3,8 @@
 from ``exp-config.yaml`` and/or ``vllm.log`` (``vllm_logging.json`` where it records anything).
 
 Everything is read from the folder's own files: the data generator (``shared_prefix`` groups and lengths, or
-``random``/``synthetic`` length distributions), the load (``constant`` = evenly spaced or ``poisson``, and its stages
-with rates and durations), the model, TP and scheduler limits. The resolved ``results/config.yaml`` wins over the
+``random``/``synthetic`` length distributions), the load (``constant`` or ``poisson``, timed as in
+``workload.shared_prefix``, and its stages with rates and durations), the model, TP and scheduler limits. The resolved ``results/config.yaml`` wins over the
 profile because it is what inference-perf actually ran (the profile's ``num_unique_system_prompts`` etc. may have been
 ignored). Each stage is one point; all stages are simulated as one run, back to back.
 
@@ -34,7 +34,7 @@ from .experiment import (
     SharedPrefixPool,
     SyntheticLengths,
 )
-from .fields import Fields, read_profile, GroundTruthError, as_float, measured_metrics, read_json, read_yaml
+from .fields import Fields, GroundTruthError, as_float, measured_metrics, read_json, read_profile, read_yaml
 from .vllm_log import ServerLog, read_server_files, server_settings
 
 FORMAT = "inference-perf"

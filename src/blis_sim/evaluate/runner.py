@@ -19,8 +19,10 @@ from pathlib import Path
 from .. import api
 from ..config import SimulationConfig
 from ..config.names import DEFAULT_GPU, LATENCY_MODELS
-from ..errors import InputError
+from ..errors import InputError, Terminated
 from ..latency.hardware import load_hardware
+from ..latency.kv_capacity import kv_bytes_per_block
+from ..processes import init_worker, stop_pool
 from .discover import GroundTruth, load_ground_truth
 from .experiment import SEQUENTIAL, Experiment, Failure, SharedPrefixPool, to_workload_description
 from .resolve import (
@@ -46,6 +48,9 @@ DEFAULT_REQUESTS_PER_POINT = 2000
 Progress = Callable[[int, int], None]  # (runs done, runs in all)
 
 
+KV_LINK_GBS = 40.0  # GB/s of a pinned host copy over PCIe Gen5 x16 (H100 servers), per GPU
+
+
 @dataclass(frozen=True)
 class Options:
     latency_model: str = "auto"  # auto = roofline-v1 (the rule of `blis run` with model and hardware configs)
@@ -59,6 +64,15 @@ class Options:
     # Requests of a concurrency-1 (sequential) point; None: requests_per_point. Such a point has no queueing, so a
     # few requests already give its means (blis calibrate uses this to keep its inner evaluation cheap).
     sequential_requests_per_point: int | None = None
+    # Ctrl-C or SIGTERM while the points run: score and report the points finished so far (the report says
+    # ``"complete": false`` and lists the missing points; ``Evaluation.interrupted`` holds the interruption)
+    # instead of unwinding with nothing
+    keep_partial: bool = False
+    # vLLM's CPU KV offloading as the shared family-2 servers ran it (docs/kv-tier.md): GiB of CPU memory over all
+    # ranks (0: no CPU tier), the tier's model, and the host link per GPU in GB/s for the load times
+    kv_cpu_gib: float = 0.0
+    kv_offload_mode: str = "vllm"
+    kv_link_gbs: float = KV_LINK_GBS
 
     @property
     def resolved_latency_model(self) -> str:
@@ -73,6 +87,7 @@ class Evaluation:
     failed: list[Failure]
     experiments: list[dict]
     report: dict = field(default_factory=dict)
+    interrupted: BaseException | None = None  # with Options.keep_partial: what stopped the runs (report incomplete)
 
 
 def async_available() -> bool:
@@ -110,9 +125,21 @@ def evaluate(ground_truth: Path | str, options: Options = Options(), progress: P
         log.warning("the asynchronous engine loop (ENGINE.md §7.8) is not available in this version yet: %d "
                     "experiment(s) measured with an asynchronous vLLM are simulated with the synchronous loop",
                     len(sync_fallback))
-    outcomes = _run_all(plans, options.jobs, progress)
-    points, failed_points = score_outcomes(gt, outcomes, plans, contexts, options)
+    outcomes, stopped = _run_all(plans, options.jobs, progress, options.keep_partial)
+    missing: list[dict] = []
+    if stopped is not None:  # keep_partial: score what finished, list the rest
+        by_exp = {e.name: e for e in gt.experiments}
+        missing = [{"experiment": plan.experiment, "point": by_exp[plan.experiment].points[i].label}
+                   for plan, outcome in zip(plans, outcomes) if outcome is None for i in plan.points]
+        kept = [i for i, outcome in enumerate(outcomes) if outcome is not None]
+        if not kept:
+            raise stopped
+        plans = [plans[i] for i in kept]
+        outcomes = [outcomes[i] for i in kept]
+    points, failed_points = score_outcomes(gt, outcomes, plans, contexts, options)  # type: ignore[arg-type]
     failed.extend(failed_points)
+    if not points and stopped is not None:
+        raise stopped
     if not points:
         more = f" (and {len(failed) - 1} more failure(s))" if len(failed) > 1 else ""
         raise InputError(f"nothing could be evaluated: {failed[0].reason}{more}" if failed
@@ -121,7 +148,15 @@ def evaluate(ground_truth: Path | str, options: Options = Options(), progress: P
     evaluation = Evaluation(points, failed, [])
     evaluation.experiments = _experiment_entries(gt, points, contexts)
     evaluation.report = _report(gt, evaluation, options, wall, sync_fallback)
+    if stopped is not None:
+        evaluation.interrupted = stopped
+        evaluation.report = {"complete": False, "interrupted_by": interruption_name(stopped),
+                             "missing_points": missing, **evaluation.report}
     return evaluation
+
+
+def interruption_name(exc: BaseException) -> str:
+    return "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
 
 
 # ------------------------------------------------------------------------------------------------------ planning
@@ -165,8 +200,27 @@ def check_hardware_config(path: Path | None) -> None:
         raise InputError(f"{where}: cannot be read ({exc})") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"{where}: not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})") from None
+    except (ValueError, RecursionError) as exc:  # a number of thousands of digits; nesting too deep
+        from ..config.files import unreadable_value
+
+        raise InputError(f"{where}: not valid JSON ({unreadable_value(exc)})") from None
     if not isinstance(raw, dict):
         raise InputError(f"{where}: must hold a JSON object mapping GPU names to calibrations")
+
+
+def cpu_tier(model, tp: int, block_size: int, options: Options) -> dict:  # noqa: ANN001 (a ModelConfig)
+    """Engine settings of a CPU KV tier of ``options.kv_cpu_gib`` GiB over all ranks: vLLM sizes its store as the
+    bytes given over the bytes of one block on every rank; each rank copies its own shard over its own link, so a
+    block moves at the link's rate over one rank's bytes per token."""
+    per_rank = kv_bytes_per_block(model, tp, block_size)
+    blocks = int(options.kv_cpu_gib * 2**30 // (per_rank * tp))
+    if blocks < 1:
+        raise Unsimulatable(f"--kv-cpu-gib {options.kv_cpu_gib:g} holds no KV block of this model "
+                            f"({per_rank * tp:,} bytes each)")
+    return {
+        "kv_cpu_blocks": blocks, "kv_offload_mode": options.kv_offload_mode,
+        "kv_transfer_bandwidth": options.kv_link_gbs * 1e3 / (per_rank / block_size),  # bytes per us / per token
+    }
 
 
 def plan_experiment(exp: Experiment, options: Options) -> tuple[dict, list[RunPlan]]:
@@ -199,6 +253,10 @@ def plan_experiment(exp: Experiment, options: Options) -> tuple[dict, list[RunPl
     }
     if use_async:
         engine["async_scheduling"] = True
+    if options.kv_cpu_gib > 0:
+        engine.update(cpu_tier(model, exp.tp, s.block_size, options))
+        extra_notes.append(f"CPU KV tier ({options.kv_offload_mode}): {options.kv_cpu_gib:g} GiB = "
+                           f"{engine['kv_cpu_blocks']} blocks, {engine['kv_transfer_bandwidth']:.3f} tokens/us")
     try:
         cfg = SimulationConfig(latency=latency, engine=engine, seed=options.seed)
     except ValueError as exc:
@@ -226,28 +284,47 @@ def plan_experiment(exp: Experiment, options: Options) -> tuple[dict, list[RunPl
 
 
 # ------------------------------------------------------------------------------------------------------ running
-def _run_all(plans: list[RunPlan], jobs: int | None, progress: Progress | None) -> list[RunOutcome]:
-    """Outcomes in plan order; the costliest plans are submitted first so that the pool finishes together."""
+def _run_all(plans: list[RunPlan], jobs: int | None, progress: Progress | None,
+             keep_partial: bool = False) -> tuple[list[RunOutcome | None], BaseException | None]:
+    """Outcomes in plan order; the costliest plans are submitted first so that the pool finishes together.
+
+    Ctrl-C or SIGTERM stops the runs under way at once (their workers are terminated, not awaited). With
+    ``keep_partial`` the outcomes finished so far come back (None for the others) with the interruption;
+    otherwise it propagates."""
     total = len(plans)
     workers = max(1, min(jobs or os.cpu_count() or 1, total or 1))
     outcomes: list[RunOutcome | None] = [None] * total
     done = 0
-    if workers == 1:
-        for i, plan in enumerate(plans):
-            outcomes[i] = run_plan(plan)
-            done += 1
-            if progress is not None:
-                progress(done, total)
-        return outcomes  # type: ignore[return-value]
-    order = sorted(range(total), key=lambda i: plans[i].cost, reverse=True)
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    pool = None
+    try:
+        if workers == 1:
+            for i, plan in enumerate(plans):
+                outcomes[i] = run_plan(plan)
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+            return outcomes, None
+        order = sorted(range(total), key=lambda i: plans[i].cost, reverse=True)
+        pool = ProcessPoolExecutor(max_workers=workers, initializer=init_worker)
         futures = {pool.submit(run_plan, plans[i]): i for i in order}
         for fut in as_completed(futures):
             outcomes[futures[fut]] = fut.result()
             done += 1
             if progress is not None:
                 progress(done, total)
-    return outcomes  # type: ignore[return-value]
+        pool.shutdown(wait=True)
+        pool = None
+        return outcomes, None
+    except (KeyboardInterrupt, Terminated) as exc:
+        if pool is not None:
+            stop_pool(pool)
+            pool = None
+        if not keep_partial:
+            raise
+        return outcomes, exc
+    finally:
+        if pool is not None:  # any other exception: the workers end with the command
+            stop_pool(pool)
 
 
 # ------------------------------------------------------------------------------------------------------ scoring

@@ -47,7 +47,8 @@ def add_prefix_keys(keys: list[int], data: bytes, block_size: int) -> None:
 
 class KVCacheManager:
     __slots__ = (
-        "pool", "block_size", "num_blocks", "query_tokens", "hit_tokens", "can_defer", "tier", "transfer_time"
+        "pool", "block_size", "num_blocks", "query_tokens", "hit_tokens", "can_defer", "tier", "transfer_time",
+        "write_through", "async_loads",
     )
 
     def __init__(self, num_blocks: int, block_size: int, tier: KVTier | None = None) -> None:
@@ -60,6 +61,9 @@ class KVCacheManager:
         self.block_size = block_size
         self.query_tokens = 0  # prefix-cache queries, in tokens, per successful admission (§8.7)
         self.hit_tokens = 0
+        # vLLM's connector model (kv/vllm_offload.py): blocks stored as they fill; loads the request waits for
+        self.write_through = tier is not None and tier.write_through
+        self.async_loads = tier is not None and tier.async_loads
 
     # -- keys -------------------------------------------------------------------------------------------------
     def keys_of(self, req: Request) -> list[int]:
@@ -94,6 +98,8 @@ class KVCacheManager:
                 else:
                     holders.append(block)
             req.num_cached_blocks = full
+            if self.write_through:
+                self.tier.on_store(req.index, keys[first:full])  # type: ignore[union-attr]
 
     # -- the scheduler's interface ----------------------------------------------------------------------------
     def lookup(self, req: Request) -> list[int]:
@@ -155,15 +161,45 @@ class KVCacheManager:
         for b in gpu:
             pool.revive(b)
             blocks.append(b)
-        blocks.extend(pool.take_many(needed))
-        req.num_cached_blocks = len(gpu)
-        if loading:
+        if loading:  # before the takes: the evictions they cause must not push these keys out of the tier
             keys = req.block_keys or self.keys_of(req)
             self.transfer_time += self.tier.on_load(keys[len(gpu) : num_hits])  # type: ignore[union-attr]
+        blocks.extend(pool.take_many(needed))
+        req.num_cached_blocks = len(gpu)
         self.register_full_blocks(req, target)
+        if self.write_through and gpu:  # vLLM stores a request's GPU prefix hits too when the CPU lacks them
+            keys = req.block_keys or self.keys_of(req)
+            self.tier.on_store(req.index, keys[: len(gpu)])  # type: ignore[union-attr]
         self.query_tokens += req.num_prompt_tokens + req.num_generated
         self.hit_tokens += num_hits * bs
         return True
+
+    # -- asynchronous tier loads (``async_loads``: vLLM's connector model) ----------------------------------------
+    def start_load(self, req: Request, hits: list[int], start: int) -> None:
+        """A waiting request whose GPU hits (blocks >= 0) are followed by tier hits (-1 each): begin loading the tier
+        hits at ``start``. The request keeps waiting until ``load_end``; it is then admitted with ``allocate_waiting``
+        (the loaded blocks allocated, keyed and counted as hits, at no further cost)."""
+        keys = req.block_keys or self.keys_of(req)
+        gpu = len(hits) - hits.count(-1)
+        self.tier.start_load(req.index, keys[gpu : len(hits)], start)  # type: ignore[union-attr]
+
+    def load_end(self, req: Request) -> int:
+        """Tick the request's tier load ends, or -1 when none is under way."""
+        return self.tier.load_end(req.index)  # type: ignore[union-attr]
+
+    def next_load_end(self) -> int:
+        return self.tier.next_load_end()  # type: ignore[union-attr]
+
+    def finish_load(self, req: Request) -> None:
+        """The request's load is done: its blocks wait in GPU memory for its admission."""
+        self.tier.finish_load(req.index)  # type: ignore[union-attr]
+
+    def loaded(self, req: Request) -> bool:
+        """Whether the request's tier load is done and it was not admitted since."""
+        return self.tier.loaded(req.index)  # type: ignore[union-attr]
+
+    def admitted(self, req: Request) -> None:
+        self.tier.admitted(req.index)  # type: ignore[union-attr]
 
     # -- the fast path's block moves (the decode cohort; the caller checked ``num_free``) -------------------------
     def num_free(self) -> int:
@@ -191,6 +227,8 @@ class KVCacheManager:
         self.pool.release(req.blocks)
         req.blocks = []
         req.num_cached_blocks = 0
+        if self.write_through:  # its stores complete: they become readable
+            self.tier.on_release(req.index)  # type: ignore[union-attr]
 
     @property
     def num_used(self) -> int:

@@ -90,6 +90,7 @@ PHYSICAL: dict[str, tuple[float, float, str]] = {
     "gemmEta": (0.0, 1.0, "a fraction of the peak"),
 }
 MEMORY_GB = (1.0, 1e5)  # memoryGB: what a GPU can hold
+GEMM_ETA_MIN = 1e-3  # gemmEta, when not 0 (off): the share of the bandwidth a GEMM streams at, like the MFUs
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,10 +178,10 @@ class HardwareCalib:
         """v2 divides only by the two peaks (ROOFLINE.md §1.2, last paragraph)."""
         self._require(V2_POSITIVE, _positive, "a positive number")
         self._require(V2_OVERRIDABLE, _non_negative, "a finite number >= 0")
-        if self.gemm_eta > 1:
-            raise InputError(f"hardware config {self.name}: gemmEta must be in (0, 1] (0: the efficiency model's), "
-                             f"got {format_value(self.gemm_eta)}")
         self.check_physical((*V2_POSITIVE, *V2_OVERRIDABLE))
+        if self.gemm_eta > 1 or 0 < self.gemm_eta < GEMM_ETA_MIN:  # a share of 1e-300 is no GPU's
+            raise InputError(f"hardware config {self.name}: gemmEta must be 0 (the efficiency model's) or from "
+                             f"{GEMM_ETA_MIN:g} to 1, got {format_value(self.gemm_eta)}")
 
     def describe(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -209,6 +210,8 @@ def parse_entry(name: str, entry: Any, where: str) -> HardwareCalib:
         lower = key.lower()
         if lower == _MEMORY_KEY:
             values["memory_gb"] = _number(raw)
+            if values["memory_gb"] is None and raw is not None:  # "eighty" is not a missing memoryGB
+                raise InputError(f"{where}: {name}.memoryGB must be a number of GB, got {json.dumps(raw)[:60]}")
             continue
         if lower == _V2_KEY:
             values["v2_overrides"] = _v2_overrides(name, raw, where)
@@ -261,6 +264,9 @@ def load_hardware(path: Path | str, gpu: str) -> HardwareCalib:
         raw = json.loads(text, parse_constant=_parse_constant)
     except json.JSONDecodeError as exc:
         raise InputError(f"{where}: not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})") from None
+    except (RecursionError, ValueError) as exc:  # nesting too deep; an integer of thousands of digits
+        raise InputError(f"{where}: not a JSON file of GPU calibrations ({type(exc).__name__}: "
+                         f"{'nesting too deep' if isinstance(exc, RecursionError) else str(exc)[:80]})") from None
     if not isinstance(raw, dict):
         raise InputError(f"{where}: must hold a JSON object mapping GPU names to calibrations")
     name = gpu if gpu in raw else None

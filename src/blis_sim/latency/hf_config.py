@@ -189,12 +189,17 @@ BOUNDS: dict[str, tuple[int, int]] = {
 }
 
 
+_COUNTS = ("num_local_experts", "num_experts", "n_routed_experts", "num_experts_per_tok", "n_shared_experts")
+
+
 def _check_bounds(raw: dict[str, Any], where: str) -> None:
     for key, (lo, hi) in BOUNDS.items():
         value = raw.get(key)
         if value is None:
             continue
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        # fractional sizes are truncated as vLLM's int() would, but a fractional count of experts is refused
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+            and (key not in _COUNTS or float(value).is_integer())
         if not ok or not lo <= int(value) <= hi:
             raise InputError(f"{where}: {key} must be an integer from {lo:,} to {hi:,}, got {value!r}"[:400])
 

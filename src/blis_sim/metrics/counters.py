@@ -47,7 +47,7 @@ class InstanceCounters:
 
     __slots__ = (
         "name", "stats", "still_queued", "still_running", "preemptions", "self_preemptions", "prefix_query_tokens",
-        "prefix_hit_tokens",
+        "prefix_hit_tokens", "offloads", "thrash",
     )
 
     def __init__(
@@ -60,6 +60,8 @@ class InstanceCounters:
         self_preemptions: int,
         prefix_query_tokens: int,
         prefix_hit_tokens: int,
+        offloads: int = 0,
+        thrash: int = 0,
     ) -> None:
         self.name = name
         self.stats = stats
@@ -69,3 +71,5 @@ class InstanceCounters:
         self.self_preemptions = self_preemptions  # a request that could not get a block preempted itself
         self.prefix_query_tokens = prefix_query_tokens  # prefix-cache queries and hits, in tokens (§8.7)
         self.prefix_hit_tokens = prefix_hit_tokens
+        self.offloads = offloads  # CPU KV tier: keys offloaded, and reloads that came soon after (§8.6)
+        self.thrash = thrash

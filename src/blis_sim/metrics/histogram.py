@@ -44,7 +44,11 @@ class IntHistogram:
         return (self.total / n) / 1000 if n else 0.0
 
     def percentiles_ms(self, ps: tuple[int, ...]) -> list[float]:
-        """Linear-interpolated percentiles on the sorted series: rank = p*(n-1)/100."""
+        """Linear-interpolated percentiles on the sorted series (rank = p*(n-1)/100), in milliseconds."""
+        return [v / 1000 for v in self.percentiles(ps)]
+
+    def percentiles(self, ps: tuple[int, ...]) -> list[float]:
+        """Linear-interpolated percentiles on the sorted series: rank = p*(n-1)/100, in ticks."""
         if not self.counts:
             return [0.0 for _ in ps]
         values = sorted(self.counts)
@@ -61,7 +65,7 @@ class IntHistogram:
             hi = lo if rank == lo else lo + 1
             x_lo = at(lo)
             v = x_lo if lo == hi else x_lo + (at(hi) - x_lo) * (rank - lo)
-            out.append(v / 1000)
+            out.append(v)
         return out
 
     def percentile_ms(self, p: int) -> float:

@@ -75,14 +75,15 @@ def cluster_block(instances: list[InstanceCounters], instance_id: str = "cluster
 
 
 def kv_rates(instances: list[InstanceCounters], completed: int) -> dict[str, float]:
-    """Cluster KV section (§13.3): preemption rate, pooled prefix-cache hit rate, thrashing rate."""
+    """Cluster KV section (§13.3): preemption rate, pooled prefix-cache hit rate, pooled thrash / pooled offloads."""
     preemptions = sum(i.preemptions for i in instances)
     queries = sum(i.prefix_query_tokens for i in instances)
     hits = sum(i.prefix_hit_tokens for i in instances)
+    offloads = sum(i.offloads for i in instances)
     return {
         "preemption_rate": preemptions / completed if completed else 0.0,
         "cache_hit_rate": hits / queries if queries else 0.0,
-        "kv_thrashing_rate": 0.0,  # no CPU tier in this version: no offloads
+        "kv_thrashing_rate": sum(i.thrash for i in instances) / offloads if offloads else 0.0,
     }
 
 
@@ -110,6 +111,8 @@ def request_record(req: Request) -> dict:
     if req.session_id:
         rec["session_id"] = req.session_id
         rec["round_index"] = req.round_index
+    if req.meta:
+        rec.update(req.meta)
     if req.instance >= 0:
         rec["handled_by"] = f"instance_{req.instance}"
     return rec

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from ..metrics.fitness import fitness_text
+from ..trace.decisions import DecisionTrace, summary_text
 from .slo import slo_text
 
 RESULTS_SCHEMA_VERSION = 1
@@ -23,6 +25,9 @@ class Results:
     requests: list[dict] | None = None  # per-request records (results file); None when not collected
     config: dict = field(default_factory=dict)  # resolved run settings (KV blocks, hardware, tp, ...)
     slo: dict = field(default_factory=dict)  # per-SLO TTFT/E2E statistics (report/slo.py); empty when not computed
+    fitness: tuple[float, dict[str, float]] | None = None  # (score, components) with --fitness-weights
+    trace: DecisionTrace | None = None  # the decision trace (--trace-level decisions): records and summary()
+    show_trace_summary: bool = False  # --summarize-trace: print the trace summary section
 
     def stdout_text(self) -> str:
         parts: list[str] = []
@@ -30,6 +35,8 @@ class Results:
         for block in [*blocks, self.cluster]:
             parts.append("=== Simulation Metrics ===\n")
             parts.append(_json(block))
+        if self.fitness is not None:
+            parts.append(fitness_text(*self.fitness))
         if any(self.anomalies.values()):
             a = self.anomalies
             parts.append(
@@ -47,6 +54,8 @@ class Results:
                 + "KV Thrashing Rate: %.4f\n" % self.kv["kv_thrashing_rate"]
             )
         parts.append(slo_text(self.slo))
+        if self.trace is not None and self.show_trace_summary:
+            parts.append(summary_text(self.trace.summary()))
         return "".join(parts)
 
     def to_file_dict(self) -> dict:

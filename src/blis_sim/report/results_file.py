@@ -7,10 +7,12 @@ import os
 import stat
 import tempfile
 from pathlib import Path
+from typing import Final, Iterable, Iterator
 
 from ..errors import InputError
 from .results import Results
 
+CHUNK: Final = 1 << 20  # characters of the results file written at a time
 
 _KINDS = (
     (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a named pipe"),
@@ -56,11 +58,20 @@ def check_writable(path: Path, flag: str = "--results-path") -> None:
 def write_json_atomic(path: Path, obj: dict) -> None:
     """Write ``obj`` as JSON to a temporary file beside the target, then rename it over the target (through a
     symbolic link to its final target, which keeps the link)."""
+    write_text_atomic(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
+
+
+def write_text_atomic(path: Path, text: str | Iterable[str]) -> None:
+    """Write ``text`` (UTF-8; a string or an iterable of strings, written as they come) to a temporary file beside
+    the target, then rename it over the target, as ``write_json_atomic``."""
     path = _target(Path(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(obj, indent=2, allow_nan=False) + "\n")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            if isinstance(text, str):
+                fh.write(text)
+            else:
+                fh.writelines(text)
         # mkstemp makes the file private (0600): give it the mode the file had, or the one a new file would get
         if path.exists():
             os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))
@@ -76,4 +87,31 @@ def write_json_atomic(path: Path, obj: dict) -> None:
 
 
 def write_results(results: Results, path: Path) -> None:
-    write_json_atomic(Path(path), results.to_file_dict())
+    """The results file, streamed: the same bytes as ``json.dumps(results.to_file_dict(), indent=2)``, written a
+    record at a time, so that a million records do not also exist as one string (and its parts) in memory."""
+    write_text_atomic(Path(path), results_text(results))
+
+
+def results_text(results: Results) -> Iterator[str]:
+    """The text of the results file in pieces of about ``CHUNK`` characters (``write_results``)."""
+    doc = results.to_file_dict()
+    records = doc["requests"]
+    if not records:
+        yield json.dumps(doc, indent=2, allow_nan=False) + "\n"
+        return
+    head = json.dumps({**doc, "requests": []}, indent=2, allow_nan=False)
+    tail = '"requests": []\n}'
+    assert head.endswith(tail), "internal error: the records must come last in the results file"
+    parts = [head[: -len("[]\n}")] + "[\n    "]
+    size = 0
+    dumps = json.dumps
+    for i, rec in enumerate(records):
+        text = dumps(rec, indent=2, allow_nan=False).replace("\n", "\n    ")  # each record one level deeper
+        parts.append(text if i == 0 else ",\n    " + text)
+        size += len(text)
+        if size >= CHUNK:
+            yield "".join(parts)
+            parts = []
+            size = 0
+    parts.append("\n  ]\n}\n")
+    yield "".join(parts)

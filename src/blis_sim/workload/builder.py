@@ -5,7 +5,7 @@
   start. One stage starting at 0 with offset 0 is exactly ``--workload distribution`` (or a preset).
   A stage starts ``floor(num_requests x 1e6 / rate)`` µs after the previous one (sequential stages:
   ``num_requests x SEQUENTIAL_GAP_US``; a burst takes no time).
-* ``PromptPool``: ``shared_prefix.pool_requests``.
+* ``PromptPool``: ``shared_prefix.pool_requests`` (also a spec made only of an ``inference_perf`` block).
 * ``CsvTrace``: ``traces.read_csv_trace``; its single segment covers every row read.
 
 Generated requests come lazily, in stage order; every input problem raises ``InputError`` here, before any request
@@ -33,6 +33,7 @@ from .description import (
     WorkloadDescription,
 )
 from .distribution import DistributionParams, generate
+from .expansions import inference_perf_pool
 from .shared_prefix import pool_requests
 from .spec_gen import UNLIMITED, SessionPlan, spec_requests
 from .trace_v2 import is_trace_v2, read_trace_v2
@@ -54,6 +55,17 @@ def build(description: WorkloadDescription, seed: int, horizon: int | float
     if isinstance(source, SpecSource):
         if description.stages:
             raise InputError("a workload spec brings its own arrivals: its workload description takes no stages")
+        pooled = inference_perf_pool(source.spec)
+        if pooled is not None:  # inference-perf's own generator, the one blis evaluate uses
+            pool, stages = pooled
+            _check_pool(pool, stages)
+            requests = pool_requests(pool, stages, seed, horizon)
+            # a Poisson stage may run past the next stage's start: the cluster takes arrivals in (arrival, index)
+            # order (requests keep their stage-order ids)
+            requests.sort(key=lambda r: (r.arrival, r.index))
+            if source.num_requests:
+                requests = requests[:source.num_requests]
+            return requests, (Segment(0, len(requests)),)
         stream = SpecStream(source, seed, int(min(horizon, UNLIMITED)))
         return stream, (Segment(0, source.num_requests or stream.UNKNOWN),)
     if not description.stages:

@@ -8,9 +8,10 @@ A ``WorkloadDescription`` names what the requests contain (``source``) and how t
 * ``CsvTrace``: a CSV trace (ENGINE.md §10.3), which brings its own arrivals and so has no stages.
 
 Stages run back to back: a stage starts when the previous one has sent all its requests (``num_requests`` / rate
-after it started; sequential stages ``num_requests`` gaps; a burst at once), and its requests are numbered after the
-previous stage's. ``workload.builder.build`` turns a description into the requests and the ``Segment`` of request
-indices each stage owns. Everything here is frozen, picklable, pure-Python data (the compiled ``LengthParams`` cannot
+after it started; sequential stages ``num_requests`` gaps; a burst at once; inference-perf stages of a ``PromptPool``,
+those with a ``duration``, as ``shared_prefix`` says), and its requests are numbered after the previous stage's.
+``workload.builder.build`` turns a description into the requests and the ``Segment`` of request indices each stage
+owns. Everything here is frozen, picklable, pure-Python data (the compiled ``LengthParams`` cannot
 be pickled, hence ``ClampedNormal``), so a description travels to worker processes with the rest of a run's inputs;
 the workload-spec YAML (ENGINE.md §10.5, §10.8: clients, arrival processes, prefix groups, inference-perf stages) is
 meant to be read into this form too.
@@ -113,13 +114,15 @@ class Stage:
     second) is read by constant and poisson arrivals only. ``seed_offset``: a ``GaussianLengths`` stage draws from
     the streams of ``seed + seed_offset`` (inference-perf's staged synthetic data uses the stage's index, so every
     stage has its own lengths and tokens); a ``PromptPool`` draws every stage from the one set of streams of
-    ``seed``, so there it must be 0.
+    ``seed``, so there it must be 0. ``duration`` (seconds, constant and poisson ``PromptPool`` stages) makes it an
+    inference-perf stage, timed as inference-perf's load generator times it (``shared_prefix`` module).
     """
 
     arrival: str
     num_requests: int
     rate: float | None = None
     seed_offset: int = 0
+    duration: float | None = None  # seconds: an inference-perf stage, timed as inference-perf times it (PromptPool)
 
     def problem(self) -> str:
         """Why the stage cannot be generated ("" when it can)."""
@@ -131,6 +134,8 @@ class Stage:
             return f"{self.arrival} arrivals need a rate that is a finite number > 0, got {self.rate}"
         if self.num_requests < 0:
             return f"num_requests must be an integer >= 0, got {self.num_requests}"
+        if self.duration is not None and not (math.isfinite(self.duration) and self.duration > 0):
+            return f"duration must be a finite number of seconds > 0, got {self.duration}"
         return ""
 
 

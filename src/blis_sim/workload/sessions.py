@@ -25,13 +25,13 @@ class SessionDriver(Observer):
         if self.inner is not None:
             self.inner.on_admission(req, now, admitted, reason)
 
-    def on_routing(self, req, now, target, snapshots):  # type: ignore[no-untyped-def]
+    def on_routing(self, req, now, target, snapshots, scores):  # type: ignore[no-untyped-def]
         if self.inner is not None:
-            self.inner.on_routing(req, now, target, snapshots)
+            self.inner.on_routing(req, now, target, snapshots, scores)
 
-    def on_step(self, instance, step):  # type: ignore[no-untyped-def]
+    def on_step(self, instance, step, queue_depth, kv_used):  # type: ignore[no-untyped-def]
         if self.inner is not None:
-            self.inner.on_step(instance, step)
+            self.inner.on_step(instance, step, queue_depth, kv_used)
 
     def on_completion(self, instance: int, req: Request, now: int) -> None:
         if self.inner is not None:

@@ -16,7 +16,8 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
 
-from ..config.files import read_input_file
+from ..config.files import read_input_file, unreadable_value
+from ..config.validators import MAX_ARRIVAL_SECONDS, MAX_TOKEN_LENGTH
 from ..errors import InputError
 from .samplers import PROCESSES, SAMPLERS, WEIBULL_CV_RANGE
 
@@ -56,6 +57,15 @@ FiniteGE0 = Annotated[float, _v(lambda v: _number(v, "a finite number >= 0", lam
 IntGE0 = Annotated[int, _v(lambda v: _integer(v, "an integer >= 0", lambda x: x >= 0))]
 IntGE1 = Annotated[int, _v(lambda v: _integer(v, "an integer >= 1", lambda x: x >= 1))]
 Int = Annotated[int, _v(lambda v: _integer(v, "an integer", lambda x: abs(x) <= 2**53))]
+# Bounded like trace arrivals (config/validators.py): simulated times within MAX_ARRIVAL_SECONDS, token lengths
+# within MAX_TOKEN_LENGTH (a prefix is drawn whole, before any request).
+_MAX_US = int(MAX_ARRIVAL_SECONDS * 1e6)
+Ticks = Annotated[int, _v(lambda v: _integer(v, f"an integer from 0 to {_MAX_US:,} (microseconds)",
+                                             lambda x: 0 <= x <= _MAX_US))]
+Seconds = Annotated[float, _v(lambda v: _number(v, f"a finite number > 0 and at most {MAX_ARRIVAL_SECONDS:g} (seconds)",
+                                                lambda x: 0 < x <= MAX_ARRIVAL_SECONDS))]
+Tokens = Annotated[int, _v(lambda v: _integer(v, f"an integer from 0 to {MAX_TOKEN_LENGTH:,}",
+                                              lambda x: 0 <= x <= MAX_TOKEN_LENGTH))]
 
 
 def _string(v: Any) -> str:
@@ -178,8 +188,8 @@ class Arrival(_Strict):
 
 
 class Window(_Strict):
-    start_us: IntGE0
-    end_us: IntGE0
+    start_us: Ticks
+    end_us: Ticks
 
     @model_validator(mode="after")
     def _order(self) -> "Window":
@@ -209,7 +219,7 @@ class Multimodal(_Strict):
 
 class MultiTurn(_Strict):
     max_rounds: IntGE1 = 1
-    think_time_us: IntGE0 = 0
+    think_time_us: Ticks = 0
     context_growth: Annotated[str, _one_of("", "accumulate")] = ""
 
 
@@ -231,7 +241,7 @@ class ClientSpec(_Strict):
     input_distribution: Distribution | None = None
     output_distribution: Distribution | None = None
     prefix_group: Str = ""
-    prefix_length: IntGE0 = 0
+    prefix_length: Tokens = 0
     network: Network | None = None
     lifecycle: Lifecycle | None = None
     multimodal: Multimodal | None = None
@@ -253,15 +263,15 @@ class ClientSpec(_Strict):
 
 class IPStage(_Strict):
     rate: FiniteGT0
-    duration: FiniteGT0
+    duration: Seconds
 
 
 class IPSharedPrefix(_Strict):
     num_unique_system_prompts: IntGE1 = 1
     num_users_per_system_prompt: IntGE1 = 1
-    system_prompt_len: IntGE0 = 0
-    question_len: IntGE0 = 0
-    output_len: IntGE0 = 0
+    system_prompt_len: Tokens = 0
+    question_len: Tokens = 0
+    output_len: Tokens = 0
     enable_multi_turn_chat: Bool = False
 
 
@@ -291,7 +301,7 @@ class WorkloadSpec(_Strict):
     category: Annotated[str, _one_of(*CATEGORIES)] = ""
     aggregate_rate: FiniteGT0 | None = None
     num_requests: IntGE0 = 0
-    horizon: IntGE0 | None = None
+    horizon: Ticks | None = None
     clients: tuple[ClientSpec, ...] = ()
     servegen_data: ServegenData | None = None
     inference_perf: InferencePerf | None = None
@@ -358,4 +368,6 @@ def load_spec(path: Path) -> WorkloadSpec:
         mark = getattr(exc, "problem_mark", None)
         line = f"line {mark.line + 1}: " if mark is not None else ""
         raise InputError(f"{where}: {line}not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+    except (ValueError, RecursionError) as exc:  # a number of thousands of digits; nesting too deep
+        raise InputError(f"{where}: not valid YAML ({unreadable_value(exc)})") from None
     return parse_spec(data, where, path.parent)

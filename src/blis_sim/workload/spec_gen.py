@@ -1,19 +1,25 @@
 """Requests of a workload spec (ENGINE.md §10.5, §10.6): ``spec_requests(spec, seed, horizon, limit)``.
 
-Per client, in list order, with its own named streams (``spec/<client index>/arrival``, ``.../length``,
-``.../token/<chunk>``, ``.../session/<k>``; a prefix group's tokens from ``spec/prefix/<group>``):
+Per client i, in list order, from its named streams (§3.1) ``spec/client/<i>/arrival``, ``.../length`` and
+``.../token`` (a prefix group's tokens from ``spec/prefix/<group>``), in the order §10.5 lists the draws:
 
-* arrivals: ``t += max(1, floor(gap))`` from 0 (inference_perf stages: from each stage's start, dropping arrivals at or
-  past its end) until ``t > horizon`` or the client's cap (2·limit requests when ``limit`` > 0) is reached; arrivals
-  outside every lifecycle window are skipped. Gaps are drawn in vectorised blocks.
-* lengths: every input length, then every output length (a multimodal client: text, then per modality the counts
-  and per-item sizes), vectorised over the client's arrivals (a session draws all its rounds' lengths at once).
-* tokens: drawn lazily per block of 4096 requests from a stream of its own, so only requests whose ids are read (the
-  KV cache keys requests that can share blocks) cost a draw, and the ids do not depend on which are read.
+* arrivals: ``t += max(1, floor(gap))`` from 0 (inference_perf stages with explicit clients: from each stage's start,
+  dropping arrivals at or past its end) until ``t > horizon`` or the client's cap (2·limit requests when
+  ``limit`` > 0; for sessions 2·limit / rounds) is reached; arrivals outside every lifecycle window are skipped
+  (their gaps were drawn). Gaps are drawn in vectorised blocks: the same values as one scalar call per gap.
+* lengths: per request (per session round), in order: the input length (a multimodal client: the text length, then
+  per modality image, audio, video the count and that many per-item sizes), the output length, then the reason
+  ratio when the client has one (``samplers.draw_layout``: one vectorised call when that gives the scalar calls'
+  values, otherwise request by request).
+* tokens: per request its own input ids, then its output ids, each id ``floor(random() · 128000)`` (one 64-bit draw
+  per id), so request k's ids start at a known position of the stream: they are drawn lazily per block of 4096
+  requests by advancing a copy of the stream there, and only requests whose ids are read (the KV cache keys those
+  that can share blocks) cost a draw. A session draws all its rounds' ids when it starts.
 
 Requests are ordered by (arrival, client index, round), the first ``limit`` are kept and numbered ``request_0...``.
 A multi-turn client's arrivals start sessions: every round is built when the session's first round is produced;
 rounds after the first are held in the ``SessionPlan`` until the previous round completes (``sessions.py``).
+Per-request metadata (``client_id``, ``streaming``, modality token counts, ``reason_ratio``) goes to ``Request.meta``.
 """
 
 from __future__ import annotations
@@ -26,9 +32,9 @@ import numpy as np
 
 from ..errors import InputError
 from ..request import Request
-from .distribution import TOKEN_ID_BOUND
+from .distribution import MAX_TOKEN_LENGTH, TOKEN_ID_BOUND
 from .rng import stream
-from .samplers import gaps, lengths, weibull_shape
+from .samplers import COUNT, RATIO, Part, draw_layout, gaps, weibull_shape
 from .spec import DEFAULT_PREFIX_LENGTH, ClientSpec, Distribution, WorkloadSpec
 
 UNLIMITED = 2**63 - 1
@@ -44,19 +50,36 @@ class SessionPlan:
     follow: dict[int, tuple[Request, int]] = field(default_factory=dict)
 
 
+class Meta(dict):
+    """A request's metadata for its results-file record; ``prefix_len`` (not a record field) is its group prefix's
+    length, for trace v2 export."""
+
+    __slots__ = ("prefix_len",)
+
+
+def token_ids(state: dict, position: int, count: int) -> np.ndarray:
+    """Ids ``position .. position + count`` of a token stream whose initial bit-generator state is ``state``: one
+    ``random()`` (one 64-bit output) per id, mapped to ``floor(u · 128000)``."""
+    bits = np.random.PCG64()
+    bits.state = state
+    if position:
+        bits.advance(position)
+    return (np.random.Generator(bits).random(count) * TOKEN_ID_BOUND).astype(np.int64)
+
+
 class _Tokens:
-    """The token ids of a block of requests of one client, drawn on first read; ``ids`` puts the group prefix
-    before a request's own ids."""
+    """The token ids of a block of requests of one client, drawn on first read from the client's token stream
+    (positions ``base .. base + total``); ``ids`` puts the group prefix before a request's own ids."""
 
-    __slots__ = ("seed", "name", "total", "prefix", "block")
+    __slots__ = ("state", "base", "total", "prefix", "block")
 
-    def __init__(self, seed: int, name: str, total: int, prefix: np.ndarray) -> None:
-        self.seed, self.name, self.total, self.prefix = seed, name, total, prefix
+    def __init__(self, state: dict, base: int, total: int, prefix: np.ndarray) -> None:
+        self.state, self.base, self.total, self.prefix = state, base, total, prefix
         self.block: np.ndarray | None = None
 
     def ids(self, start: int, stop: int) -> np.ndarray:
         if self.block is None:
-            self.block = stream(self.seed, self.name).integers(0, TOKEN_ID_BOUND, size=self.total, dtype=np.int64)
+            self.block = token_ids(self.state, self.base, self.total)
         n = len(self.prefix)
         if n == 0:
             return self.block[start:stop]
@@ -75,7 +98,7 @@ def _bounded(spec: WorkloadSpec, horizon: int, limit: int) -> None:
 
 def _arrivals(spec: WorkloadSpec, ci: int, c: ClientSpec, seed: int, horizon: int, cap: int) -> np.ndarray:
     """The client's arrival ticks, ascending."""
-    rng = stream(seed, f"spec/{ci}/arrival")
+    rng = stream(seed, f"spec/client/{ci}/arrival")
     total_fraction = sum(x.rate_fraction for x in spec.clients)
     share = c.rate_fraction / total_fraction
     proc, cv = c.arrival.process, c.arrival.cv
@@ -112,30 +135,73 @@ def _arrivals(spec: WorkloadSpec, ci: int, c: ClientSpec, seed: int, horizon: in
     return np.concatenate(out) if out else np.empty(0, dtype=np.int64)
 
 
-def _input_lengths(c: ClientSpec, rng: np.random.Generator, n: int) -> np.ndarray:
-    if c.input_distribution is not None and c.multimodal is None:
-        return lengths(c.input_distribution.type, c.input_distribution.params, rng, n)
+def _layout(c: ClientSpec) -> tuple[list, dict[str, int]]:
+    """The draws of one request (session round) of ``c`` in §10.5's order, and where each named value is."""
+    items: list = []
+    where: dict[str, int] = {}
     mm = c.multimodal
-    assert mm is not None
-    total = np.zeros(n, dtype=np.int64)
-    text: Distribution | None = mm.text_distribution or c.input_distribution
-    if text is not None:
-        total += lengths(text.type, text.params, rng, n)
-    for m in MODALITIES:
-        count_d, size_d = getattr(mm, f"{m}_count_distribution"), getattr(mm, f"{m}_distribution")
-        if count_d is None or size_d is None:
-            continue
-        counts = np.floor(np.clip(_raw(count_d, rng, n), 0, None)).astype(np.int64)
-        sizes = lengths(size_d.type, size_d.params, rng, int(counts.sum()))
-        owner = np.repeat(np.arange(n), counts)
-        total += np.bincount(owner, weights=sizes, minlength=n).astype(np.int64)
-    return np.maximum(total, 1)
+    if mm is None:
+        where["input"] = len(items)
+        items.append(Part(c.input_distribution.type, c.input_distribution.params))  # type: ignore[union-attr]
+    else:
+        text: Distribution | None = mm.text_distribution or c.input_distribution
+        if text is not None:
+            where["text"] = len(items)
+            items.append(Part(text.type, text.params))
+        for m in MODALITIES:
+            count_d, size_d = getattr(mm, f"{m}_count_distribution"), getattr(mm, f"{m}_distribution")
+            if count_d is not None and size_d is not None:
+                where[m] = len(items)
+                items.append((Part(count_d.type, count_d.params, COUNT), Part(size_d.type, size_d.params)))
+    where["output"] = len(items)
+    items.append(Part(c.output_distribution.type, c.output_distribution.params))  # type: ignore[union-attr]
+    ratio = c.reasoning.reason_ratio_distribution if c.reasoning is not None else None
+    if ratio is not None:
+        where["ratio"] = len(items)
+        items.append(Part(ratio.type, ratio.params, RATIO))
+    return items, where
 
 
-def _raw(d: Distribution, rng: np.random.Generator, n: int) -> np.ndarray:
-    from .samplers import raw_values
-    x = raw_values(d.type, d.params, rng, n)
-    return np.floor(x + 0.5) if d.type not in ("constant", "empirical") else x
+def _draw_lengths(c: ClientSpec, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, list | None]:
+    """Input and output lengths of ``n`` requests (rounds) and, for multimodal or reasoning clients, each one's
+    metadata values (modality token counts, reason ratio)."""
+    items, where = _layout(c)
+    values = draw_layout(items, rng, n)
+    outs = values[where["output"]]
+    if c.multimodal is None:
+        ins = values[where["input"]]
+    else:
+        ins = np.zeros(n, dtype=np.int64)
+        for name in ("text", *MODALITIES):
+            if name in where:
+                ins += values[where[name]]
+        ins = np.clip(ins, 1, MAX_TOKEN_LENGTH)
+    if c.multimodal is None and "ratio" not in where:
+        return ins, outs, None
+    cols: list[tuple[str, np.ndarray]] = []
+    if c.multimodal is not None:
+        zero = np.zeros(n, dtype=np.int64)
+        for name in ("text", *MODALITIES):
+            cols.append((f"{name}_tokens", values[where[name]] if name in where else zero))
+    if "ratio" in where:
+        cols.append(("reason_ratio", values[where["ratio"]]))
+    names = [k for k, _ in cols]
+    rows = zip(*[v.tolist() for _, v in cols])
+    return ins, outs, [dict(zip(names, r)) for r in rows]
+
+
+def _meta(c: ClientSpec, prefix_len: int, extra: dict | None) -> Meta:
+    m = Meta()
+    if c.id:
+        m["client_id"] = c.id
+    if c.prefix_group:
+        m["prefix_group"] = c.prefix_group
+    if c.streaming:
+        m["streaming"] = True
+    if extra:
+        m.update(extra)
+    m.prefix_len = prefix_len
+    return m
 
 
 def _prefixes(spec: WorkloadSpec, seed: int) -> dict[str, np.ndarray]:
@@ -154,25 +220,24 @@ def spec_requests(spec: WorkloadSpec, seed: int, horizon: int, limit: int, plan:
     prefixes = _prefixes(spec, seed)
     times, owners, locals_, rounds_of = [], [], [], []
     per_client = []
+    empty = np.empty(0, dtype=np.int64)
     for ci, c in enumerate(spec.clients):
         mt = c.multi_turn
         rounds = mt.max_rounds if mt is not None else 1
         cap = math.ceil(2 * limit / rounds) if limit > 0 else UNLIMITED
         arr = _arrivals(spec, ci, c, seed, horizon, cap)
         n = len(arr)
-        rng = stream(seed, f"spec/{ci}/length")
-        ins = _input_lengths(c, rng, n * rounds)
-        outs = lengths(c.output_distribution.type, c.output_distribution.params, rng, n * rounds)  # type: ignore[union-attr]
-        prefix = prefixes.get(c.prefix_group, np.empty(0, dtype=np.int64)) if c.prefix_group else \
-            np.empty(0, dtype=np.int64)
+        ins, outs, extra = _draw_lengths(c, stream(seed, f"spec/client/{ci}/length"), n * rounds)
+        prefix = prefixes[c.prefix_group] if c.prefix_group else empty
+        # position of each request's (session's) first id in the client's token stream
+        own = ins + outs
+        if rounds > 1:
+            own = own.reshape(n, rounds).sum(axis=1)
         offsets = np.zeros(n + 1, dtype=np.int64)
-        if mt is None:
-            own = ins + outs
-            # offsets restart at every token block
-            for b in range(0, n, _TOKEN_CHUNK):
-                seg = own[b:b + _TOKEN_CHUNK]
-                offsets[b + 1:b + 1 + len(seg)] = np.cumsum(seg)
-        per_client.append((c, rounds, ins, outs, prefix, offsets))
+        np.cumsum(own, out=offsets[1:])
+        state = stream(seed, f"spec/client/{ci}/token").bit_generator.state
+        shared = _meta(c, len(prefix), None) if extra is None else None
+        per_client.append((c, rounds, ins, outs, prefix, offsets, state, shared, extra))
         times.append(arr)
         owners.append(np.full(n, ci, dtype=np.int64))
         locals_.append(np.arange(n, dtype=np.int64))
@@ -191,43 +256,48 @@ def spec_requests(spec: WorkloadSpec, seed: int, horizon: int, limit: int, plan:
     if len(order) == 0:
         raise InputError("--workload-spec: the spec generates no request (raise the rates, num_requests, the horizon "
                          "or the lifecycle windows)")
-    return _produce(t[order].tolist(), owner[order].tolist(), local[order].tolist(), per_client, seed, limit, plan)
+    return _produce(t[order].tolist(), owner[order].tolist(), local[order].tolist(), per_client, limit, plan)
 
 
-def _produce(times: list[int], owners: list[int], locals_: list[int], per_client: list, seed: int, limit: int,
+def _produce(times: list[int], owners: list[int], locals_: list[int], per_client: list, limit: int,
              plan: SessionPlan) -> Iterator[Request]:
     chunks: list[dict[int, _Tokens]] = [{} for _ in per_client]
     index = 0
     follow = plan.follow
     for at, ci, k in zip(times, owners, locals_):
-        c, rounds, ins, outs, prefix, offsets = per_client[ci]
+        c, rounds, ins, outs, prefix, offsets, state, shared, extra = per_client[ci]
         if rounds == 1:
             b = k // _TOKEN_CHUNK
             src = chunks[ci].get(b)
             if src is None:
-                stop = min(b * _TOKEN_CHUNK + _TOKEN_CHUNK, len(ins))
-                total = int(offsets[stop])
-                src = chunks[ci][b] = _Tokens(seed, f"spec/{ci}/token/{b}", total, prefix)
+                first = b * _TOKEN_CHUNK
+                stop = min(first + _TOKEN_CHUNK, len(ins))
+                base = int(offsets[first])
+                src = chunks[ci][b] = _Tokens(state, base, int(offsets[stop]) - base, prefix)
             n_in, n_out = int(ins[k]), int(outs[k])
             req = Request(index, at, None, len(prefix) + n_in, f"request_{index}", c.slo_class, c.tenant_id,
-                          independent_tokens=len(prefix) == 0, token_source=src, token_start=int(offsets[k]),
-                          num_tokens=len(prefix) + n_in + n_out)
+                          independent_tokens=len(prefix) == 0, token_source=src,
+                          token_start=int(offsets[k]) - src.base, num_tokens=len(prefix) + n_in + n_out)
+            req.meta = shared if shared is not None else _meta(c, len(prefix), extra[k])
             if c.priority:
                 req.priority = float(c.priority)
             index += 1
             yield req
             continue
         mt = c.multi_turn
-        rng = stream(seed, f"spec/{ci}/session/{k}")
+        first = k * rounds
+        ids = token_ids(state, int(offsets[k]), int(offsets[k + 1] - offsets[k]))
+        pos = 0
         reqs = []
         prev_in: np.ndarray | None = None
         prev_out: np.ndarray | None = None
         for r in range(rounds):
             if limit > 0 and index >= limit:
                 break
-            n_in, n_out = int(ins[k * rounds + r]), int(outs[k * rounds + r])
-            new = rng.integers(0, TOKEN_ID_BOUND, size=n_in, dtype=np.int64)
-            out = rng.integers(0, TOKEN_ID_BOUND, size=n_out, dtype=np.int64)
+            n_in, n_out = int(ins[first + r]), int(outs[first + r])
+            new = ids[pos:pos + n_in]
+            out = ids[pos + n_in:pos + n_in + n_out]
+            pos += n_in + n_out
             if r > 0 and mt.context_growth == "accumulate":
                 inp = np.concatenate((prev_in, prev_out, new))  # type: ignore[arg-type]
             else:
@@ -236,6 +306,7 @@ def _produce(times: list[int], owners: list[int], locals_: list[int], per_client
                           c.tenant_id)
             req.session_id = f"sess_{ci}_{k}"
             req.round_index = r
+            req.meta = shared if shared is not None else _meta(c, len(prefix), extra[first + r])
             if c.priority:
                 req.priority = float(c.priority)
             reqs.append(req)

@@ -82,6 +82,7 @@ def read_csv_trace(path: Path, horizon: int | float, num_requests: int | None) -
                             f"{where}: line {line}: the first line is a data row, not a header (a CSV trace starts "
                             "with a header line: arrival_time,request_id,model,prompt_tokens,output_tokens)"
                         )
+                    _check_header(row, f"{where}: line {line}")
                     has_priority = len(row) > PRIORITY_COLUMN and row[PRIORITY_COLUMN].strip() == "priority"
                     continue
                 if num_requests is not None and num_data_rows >= num_requests:
@@ -115,6 +116,25 @@ def read_csv_trace(path: Path, horizon: int | float, num_requests: int | None) -
             req.priority = float(priority)
         requests.append(req)
     return requests
+
+
+# The names of the first five header columns (ENGINE.md §10.3), compared case-insensitively; a name of the right
+# column under another spelling (prefill/decode for prompt/output) is accepted. Further columns are free, a sixth
+# named ``priority`` is read. Checked so that a file that is not a trace (or columns in another order) is refused
+# instead of read by position.
+HEADER = ("arrival_time", "request_id", "model", "prompt_tokens", "output_tokens")
+HEADER_ALIASES = (("arrival_time",), ("request_id", "id"), ("model",),
+                  ("prompt_tokens", "prefill_tokens", "input_tokens"), ("output_tokens", "decode_tokens"))
+
+
+def _check_header(row: list[str], at: str) -> None:
+    expected = ",".join(HEADER)
+    if len(row) < MIN_FIELDS:
+        raise InputError(f"{at}: the header has {len(row)} column(s), expected at least {MIN_FIELDS} ({expected})")
+    for pos, (name, accepted) in enumerate(zip(row, HEADER_ALIASES)):
+        if name.strip().lower() not in accepted:
+            raise InputError(f"{at}: header column {pos + 1} is {_clip(name.strip())!r}, expected "
+                             f"{' or '.join(accepted)} (the header of a CSV trace: {expected}[,priority])")
 
 
 def _priority(text: str, where: str) -> int:
@@ -161,7 +181,7 @@ def _token_array(text: str, column: str, where: str, *, allow_empty: bool) -> np
     accepted = "a JSON array of integer token IDs >= 0" + ("" if allow_empty else " with at least one element")
     try:
         values = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # not JSON, or an integer of more than 4300 digits
         raise InputError(f"{where}: {column} must be {accepted}, got {_clip(text)!r}") from None
     if not isinstance(values, list):
         raise InputError(f"{where}: {column} must be {accepted}, got {_clip(text)!r}")

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...config.validators import MAX_KERNEL_LATENCY_US
 from ...errors import InputError
 
 GEMM_COLUMNS = ("m", "k", "n", "latency_us", "mfu")
@@ -49,6 +50,15 @@ ROUNDED_ZERO_MFU = 0.0005  # a three-decimal 0.000 stands for an MFU below this
 
 _PREFILL_NAME = re.compile(r"^(\d+)-(\d+)-(\d+)\.csv$")
 _DECODE_NAME = re.compile(r"^(\d+)-(\d+)-(\d+)-tp(\d+)\.csv$")
+
+
+# A kernel size (m, k, n, seq_len, batch_size, kv_len) fits a 32-bit index, as every measured kernel's does.
+MAX_SIZE = 2**31 - 1
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def shape_key(heads: int, kv_heads: int, head_dim: int) -> str:
@@ -220,15 +230,18 @@ class _Loader:
         if not parent.is_dir():
             raise InputError(f"{self.where}: folder {kind.as_posix()}/ is missing (expected {kind.as_posix()}/<gpu>/)")
         folders = sorted(p for p in parent.iterdir() if p.is_dir())
-        exact = [p for p in folders if p.name == self.gpu]
-        folded = exact or [p for p in folders if p.name.lower() == self.gpu.lower()]
+        folded = [p for p in folders if p.name.lower() == self.gpu.lower()]
         if len(folded) == 1:
             return folded[0]
         names = ", ".join(p.name for p in folders) or "none"
         if not folded:
             raise InputError(
                 f"{self.where}: no tables for GPU {self.gpu!r} in {kind.as_posix()}/ (GPU folders: {names})")
-        raise InputError(f"{self.where}: GPU folder for {self.gpu!r} in {kind.as_posix()}/ is ambiguous ({names})")
+        # folder names differing only in case (h100 and H100): which one is meant cannot be told, even when one
+        # spells the GPU exactly (a case-insensitive file system would see one folder)
+        both = " and ".join(f"{kind.as_posix()}/{p.name}" for p in folded)
+        raise InputError(f"{self.where}: {both} both match GPU {self.gpu!r} (folder names are matched ignoring case); "
+                         "keep one")
 
     def _rel(self, path: Path) -> str:
         try:
@@ -245,8 +258,11 @@ class _Loader:
             raise self.fail(rel, "file is missing") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise self.fail(rel, f"cannot be read ({exc})") from None
-        lines = [(i, row) for i, row in enumerate(csv.reader(io.StringIO(text)), start=1)
-                 if any(cell.strip() for cell in row)]
+        reader = csv.reader(io.StringIO(text))
+        try:
+            lines = [(i, row) for i, row in enumerate(reader, start=1) if any(cell.strip() for cell in row)]
+        except csv.Error as exc:
+            raise self.fail(rel, f"not valid CSV ({exc})", reader.line_num) from None
         expected = ",".join(columns)
         if not lines:
             raise self.fail(rel, f"is empty (expected the header {expected} and data rows)")
@@ -256,8 +272,8 @@ class _Loader:
         if missing or names[: len(columns)] != list(columns):
             plural = "s" if len(missing) > 1 else ""
             detail = f"missing column{plural} {', '.join(missing)}" if missing else "wrong order"
-            raise self.fail(rel, f"header {','.join(c.strip() for c in header)!r} does not start with {expected} "
-                                 f"({detail})", hline)
+            shown = _clip(",".join(c.strip() for c in header), 80)
+            raise self.fail(rel, f"header {shown!r} does not start with {expected} ({detail})", hline)
         if not data:
             raise self.fail(rel, "has a header but no data rows (an empty table)")
         for line, row in data:
@@ -265,36 +281,44 @@ class _Loader:
                 raise self.fail(rel, f"{len(row)} field(s), expected {len(columns)} ({expected})", line)
         return rel, names, data
 
+    def _dtype(self, rel: str, line: int, text: str) -> str:
+        """The ``dtype`` cell of an attention row: a name of ``DTYPE_BYTES``."""
+        name = text.strip().lower()
+        if name not in DTYPE_BYTES:
+            raise self.fail(rel, f"column dtype: {_clip(text)!r} is not one of {', '.join(sorted(DTYPE_BYTES))}", line)
+        return name
+
     def _int(self, rel: str, line: int, column: str, text: str) -> int:
         value = self._number(rel, line, column, text)
-        if not value.is_integer() or value < 1:
-            raise self.fail(rel, f"column {column}: {text.strip()!r} is not an integer >= 1", line)
+        if not value.is_integer() or not 1 <= value <= MAX_SIZE:
+            raise self.fail(rel, f"column {column}: {_clip(text)!r} is not an integer from 1 to {MAX_SIZE:,}", line)
         return int(value)
 
     def _number(self, rel: str, line: int, column: str, text: str) -> float:
         try:
             value = float(text.strip())
         except ValueError:
-            raise self.fail(rel, f"column {column}: {text.strip()!r} is not a number", line) from None
+            raise self.fail(rel, f"column {column}: {_clip(text)!r} is not a number", line) from None
         if not math.isfinite(value):
-            raise self.fail(rel, f"column {column}: {text.strip()!r} is not a finite number", line)
+            raise self.fail(rel, f"column {column}: {_clip(text)!r} is not a finite number", line)
         return value
 
     def _latency_mfu(self, rel: str, line: int, cells: tuple[str, str], flops: float, bf16: bool = True) -> float:
         """Check the ``latency_us`` and ``mfu`` cells of a row (``flops``: its work; ``bf16``: the row must also
         stay within the BF16 tensor peak, i.e. its MFU recomputed from the latency is at most 1)."""
         latency = self._number(rel, line, "latency_us", cells[0])
-        if latency <= 0:
-            raise self.fail(rel, f"column latency_us: {cells[0].strip()!r} must be > 0", line)
+        if not 0 < latency <= MAX_KERNEL_LATENCY_US:
+            raise self.fail(rel, f"column latency_us: {_clip(cells[0])!r} must be > 0 and at most "
+                                 f"{MAX_KERNEL_LATENCY_US:,.0f} (microseconds: one kernel of one layer)", line)
         implied = flops / (latency * 1e-6 * self.peak_flops)
         if bf16 and implied > 1.0:
-            raise self.fail(rel, f"latency_us {cells[0].strip()} implies an MFU of {implied:.3f} > 1 at this GPU's "
+            raise self.fail(rel, f"latency_us {_clip(cells[0])} implies an MFU of {implied:.3f} > 1 at this GPU's "
                                  f"peak of {self.peak_flops / 1e12:g} TFLOP/s: not a measurement of this GPU", line)
         mfu = self._number(rel, line, "mfu", cells[1])
         if not 0.0 < mfu <= 1.0:
             if not (mfu == 0.0 and implied < ROUNDED_ZERO_MFU):
-                raise self.fail(rel, f"column mfu: {cells[1].strip()} is outside (0, 1] (an MFU of 0 is a bug, "
-                                     f"not a rounding: latency_us {cells[0].strip()} implies {implied:.4f})", line)
+                raise self.fail(rel, f"column mfu: {_clip(cells[1])} is outside (0, 1] (an MFU of 0 is a bug, "
+                                     f"not a rounding: latency_us {_clip(cells[0])} implies {implied:.4f})", line)
         return latency
 
     # ---------------------------------------------------------------- GEMM
@@ -378,8 +402,7 @@ class _Loader:
             self._check_heads(rel, h, hkv, dh)
             seen: dict[int, tuple[int, float]] = {}
             for line, row in data:
-                if not row[0].strip():
-                    raise self.fail(rel, "column dtype is empty", line)
+                self._dtype(rel, line, row[0])
                 s = self._int(rel, line, "seq_len", row[1])
                 latency = self._latency_mfu(rel, line, (row[2], row[3]), 2.0 * h * dh * s * s)
                 if s in seen:
@@ -397,11 +420,10 @@ class _Loader:
             self._check_heads(rel, h, hkv, dh, tp)
             groups: dict[str, dict[tuple[int, int], tuple[int, float]]] = {}
             for line, row in data:
-                if not row[0].strip():
-                    raise self.fail(rel, "column dtype is empty", line)
+                self._dtype(rel, line, row[0])
                 kv_dtype = row[1].strip().lower()
                 if kv_dtype not in DTYPE_BYTES:
-                    raise self.fail(rel, f"column kv_dtype: {row[1].strip()!r} is not one of "
+                    raise self.fail(rel, f"column kv_dtype: {_clip(row[1])!r} is not one of "
                                          f"{', '.join(sorted(DTYPE_BYTES))}", line)
                 b = self._int(rel, line, "batch_size", row[2])
                 kv = self._int(rel, line, "kv_len", row[3])
