@@ -108,7 +108,7 @@ class CheckedInstance(Instance):
 
 def simulate(requests, engine: EngineConfig, latency=None, num_instances=1, horizon=2**63 - 1, checked=True,
              skip_ahead=True, admission=None, policy=None, observer=None, tier=None, refresh=0, routing=None,
-             latencies=(0, 0)):
+             latencies=(0, 0), instances_out=None):
     """Run ``requests`` on ``num_instances`` instances; ``policy`` and ``tier`` are factories called per instance,
     ``routing`` one called with the number of instances (default round-robin)."""
     latency = latency or LinearLatency()
@@ -118,6 +118,8 @@ def simulate(requests, engine: EngineConfig, latency=None, num_instances=1, hori
             observer=observer, tier=tier() if tier else None, snapshot_refresh_interval=refresh)
         for i in range(num_instances)
     ]
+    if instances_out is not None:  # the caller's view of the instances while they run
+        instances_out.extend(instances)
     router = routing(num_instances) if routing else RoundRobin(num_instances)
     sim = ClusterSimulator(instances, admission or AlwaysAdmit(), router, latencies[0], latencies[1], horizon,
                            keep_routed=True, observer=observer, snapshots_always=refresh > 0)

@@ -233,22 +233,9 @@ def test_no_block_lost_or_duplicated_across_offload_and_reload(reqs, engine, n_i
         return t
 
     # harness.simulate builds checked instances: GPU block conservation (§8.8) after every formation and application
-    import harness
-
-    original = harness.ClusterSimulator
-
-    class Capture(original):
-        def __init__(self, instances, *a, **kw):
-            obs.sim_instances = instances
-            super().__init__(instances, *a, **kw)
-
-    harness.ClusterSimulator = Capture
-    try:
-        copies = fresh(reqs)
-        obs.requests = {r.index: r for r in copies}
-        sim = simulate(copies, engine, LinearLatency(b0=700, b1=5, b2=3), n_inst, observer=obs, tier=tier)
-    finally:
-        harness.ClusterSimulator = original
+    obs.sim_instances = []
+    sim = simulate(fresh(reqs), engine, LinearLatency(b0=700, b1=5, b2=3), n_inst, observer=obs, tier=tier,
+                   instances_out=obs.sim_instances)
     done = 0
     for inst, t in zip(sim.instances, obs.tiers):
         store = t.state if vllm else t.store

@@ -23,7 +23,8 @@ from mypy_extensions import mypyc_attr
 @mypyc_attr(allow_interpreted_subclasses=True)
 class KVTier:
     """Base class of KV tiers: holds nothing, loads nothing. ``now`` is the tick of the batch formation under way,
-    set by the instance before it forms each batch (the only moment blocks are evicted or loaded)."""
+    set by the instance before it forms each batch (the only moment blocks are evicted or loaded). The class is
+    compiled: a subclass sets the attributes below on its instances (in ``__init__``), never as class attributes."""
 
     now: int = 0
     offloads: int = 0  # keys written to the tier (its KV thrashing rate's denominator, §8.6)

@@ -40,12 +40,13 @@ class VLLMOffloadTier(KVTier):
     stored), ``loaded_blocks``, ``store_skips``, ``dropped`` (blocks evicted from the store), ``thrash`` (blocks
     loaded within ``THRASH_TICKS`` of their store, as the reference tier counts them)."""
 
-    write_through = True
-    async_loads = True
-
     def __init__(self, capacity: int, block_size: int, bandwidth: float = 100.0, base_latency: int = 0) -> None:
         if capacity < 1:
             raise ValueError("a CPU tier needs a capacity of at least one block")
+        # set on the instance: the compiled base class keeps its attributes in native slots, which a class attribute
+        # of an interpreted subclass would not reach
+        self.write_through = True
+        self.async_loads = True
         self.capacity = capacity
         self.block_ticks = base_latency + math.ceil(block_size / bandwidth)
         # key -> readers (0: readable; > 0: being loaded by that many requests; -1: being stored), LRU first
