@@ -285,3 +285,15 @@ def test_example_specs_with_sessions_export_v2(tmp_path):
     execute(prepare(cfg))
     lines = (tmp_path / "m-trace.csv").read_text().splitlines()
     assert len(lines) > 1 and all(",sess_" in line for line in lines[1:])
+
+
+def test_an_absurd_rate_runs_every_request_one_tick_apart(tmp_path):
+    """Found by the file fuzz: a rate of 1e300 req/s overflowed the arrival block estimate (an internal error)."""
+    spec = tmp_path / "w.yaml"
+    spec.write_text("version: '1'\nseed: 3\naggregate_rate: 1.0e+300\nnum_requests: 4\nclients:\n"
+                    "  - {id: a, rate_fraction: 1, arrival: {process: poisson},\n"
+                    "     input_distribution: {type: constant, params: {value: 10}},\n"
+                    "     output_distribution: {type: constant, params: {value: 5}}}\n")
+    res = execute(prepare(SimulationConfig(latency=MODEL, workload={"workload_spec": spec})))
+    assert res.cluster["completed_requests"] == 4
+    assert [r["arrived_at"] for r in res.requests] == [1e-6, 2e-6, 3e-6, 4e-6]

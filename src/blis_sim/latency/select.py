@@ -220,8 +220,10 @@ def _roofline_kv_blocks(model_cfg: ModelConfig, hw: HardwareCalib, tp: int, eng:
                  cap.usable_blocks, eng.block_size_in_tokens, hw.name, cap.visible_gib, DEFAULT_GPU_MEMORY_UTILIZATION,
                  cap.weights_gib, cap.activation_gib + cap.non_torch_gib, cap.kv_gib, tp, cap.num_gpu_blocks)
     elif not eng.is_set("total_kv_blocks"):
-        log.info("hardware config %s has no memoryGB: KV capacity is the default %d blocks (give --total-kv-blocks "
-                 "or memoryGB)", hw.name, eng.total_kv_blocks)
+        # a warning, not an error: BLIS v0.6.1's own hardware configs have no memoryGB and run with this default
+        log.warning("hardware config entry %s has no memoryGB: KV capacity is the default %d blocks, as in BLIS "
+                    "v0.6.1, not what vLLM would allocate (add memoryGB or pass --total-kv-blocks)",
+                    hw.name, eng.total_kv_blocks)
     return kv.usable
 
 

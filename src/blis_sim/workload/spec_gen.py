@@ -120,7 +120,7 @@ def _arrivals(spec: WorkloadSpec, ci: int, c: ClientSpec, seed: int, horizon: in
         t = begin
         while t < end and kept < cap:
             need = cap - kept if cap < UNLIMITED else _BLOCK
-            n = max(16, min(_BLOCK, need, int((end - t) / mean_us * 1.2) + 16))
+            n = max(16, min(_BLOCK, need, int(min((end - t) / mean_us * 1.2, _BLOCK)) + 16))
             times = t + np.cumsum(gaps(proc, cv, mean_us, rng, n, k))
             t = int(times[-1])
             times = times[times < end]
