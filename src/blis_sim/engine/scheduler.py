@@ -128,19 +128,36 @@ class Scheduler:
 
     def admit_waiting(self, step: StepRecord, budget: int, num_running: int, start: int) -> None:
         """Phase B: admit waiting requests in the policy's order while the budget, the running cap and the KV cache
-        allow; ``num_running`` counts every running request (also those the instance keeps outside ``running``)."""
-        kv = self.kv
-        if kv.async_loads:
-            self.admit_with_loads(step, budget, num_running, start)
-            return
+        allow; ``num_running`` counts every running request (also those the instance keeps outside ``running``).
+
+        With a tier whose loads the request waits for (``kv.async_loads``: vLLM's offloading connector,
+        kv/vllm_offload.py), a waiting request whose GPU prefix hits are followed by tier hits starts loading them and
+        leaves this pass; so does a request whose load is still under way at ``start``. Such requests take no token
+        budget, no running slot and no GPU block, and go back to the head of the queue, in order, after the pass
+        (vLLM's skipped waiting requests). Once its load is done, a request is admitted like any other, its loaded
+        blocks counted as computed tokens (they cost no more time); only the rest of its prompt is scheduled."""
         waiting = self.policy
         running = self.running
+        kv = self.kv
         bs = self.block_size
         thr = self.long_prefill_threshold
         max_running = self.max_running
+        async_loads = kv.async_loads
+        skipped: list[Request] = []
         while len(waiting) and budget > 0 and num_running < max_running:
             req = waiting.head()
+            if async_loads:
+                end = kv.load_end(req)
+                if end > start:  # its load is under way
+                    skipped.append(waiting.pop_head())
+                    continue
+                if end >= 0:
+                    kv.finish_load(req)
             hits = kv.lookup(req)
+            if async_loads and hits and hits[-1] < 0 and not kv.loaded(req):
+                kv.start_load(req, hits, start)
+                skipped.append(waiting.pop_head())
+                continue
             cached = len(hits) * bs
             num_tokens = req.num_prompt_tokens + req.num_generated
             k = num_tokens - cached
@@ -150,61 +167,8 @@ class Scheduler:
                 k = budget
             if not kv.allocate_waiting(req, hits, k):
                 break  # the head stays; nothing behind it runs (vLLM's scheduler stops at the first that fails)
-            waiting.pop_head()
-            running.append(req)
-            num_running += 1
-            self.num_admissions += 1
-            req.seq = self.num_admissions
-            step.num_admitted += 1
-            req.status = _RUNNING
-            req.num_computed_tokens = cached
-            if req.first_scheduled < 0:
-                req.first_scheduled = start
-                d = start - req.arrival
-                add_count(self.scheduling_delays, d, 1)
-            self.record(step, req, k)
-            budget -= k
-        if kv.transfer_time:  # blocks a KV tier loaded for the admitted requests: the step waits for them
-            step.transfer_time += kv.transfer_time
-            kv.transfer_time = 0
-
-    def admit_with_loads(self, step: StepRecord, budget: int, num_running: int, start: int) -> None:
-        """Phase B with a tier whose loads the request waits for (vLLM's offloading connector, kv/vllm_offload.py).
-
-        A waiting request whose GPU prefix hits are followed by tier hits starts loading them and leaves this pass;
-        so does a request whose load is still under way at ``start``. Such requests take no token budget, no running
-        slot and no GPU block, and go back to the head of the queue, in order, after the pass (vLLM's skipped
-        waiting requests). Once its load is done, a request is admitted like any other, its loaded blocks counted as
-        computed tokens (they cost no more time); only the rest of its prompt is scheduled."""
-        waiting = self.policy
-        running = self.running
-        kv = self.kv
-        bs = self.block_size
-        thr = self.long_prefill_threshold
-        max_running = self.max_running
-        skipped: list[Request] = []
-        while len(waiting) and budget > 0 and num_running < max_running:
-            req = waiting.head()
-            end = kv.load_end(req)
-            if end > start:  # its load is under way
-                skipped.append(waiting.pop_head())
-                continue
-            if end >= 0:
-                kv.finish_load(req)
-            hits = kv.lookup(req)
-            if hits and hits[-1] < 0 and not kv.loaded(req):
-                kv.start_load(req, hits, start)
-                skipped.append(waiting.pop_head())
-                continue
-            cached = len(hits) * bs
-            k = req.num_prompt_tokens + req.num_generated - cached
-            if 0 < thr < k:
-                k = thr
-            if k > budget:
-                k = budget
-            if not kv.allocate_waiting(req, hits, k):
-                break
-            kv.admitted(req)
+            if async_loads:
+                kv.admitted(req)
             waiting.pop_head()
             running.append(req)
             num_running += 1
@@ -221,6 +185,9 @@ class Scheduler:
             budget -= k
         for req in reversed(skipped):
             waiting.add_preempted(req)
+        if kv.transfer_time:  # blocks a KV tier loaded for the admitted requests: the step waits for them
+            step.transfer_time += kv.transfer_time
+            kv.transfer_time = 0
 
     @staticmethod
     def record(step: StepRecord, req: Request, k: int) -> None:

@@ -30,6 +30,12 @@ from .tier import KVTier
 THRASH_TICKS: Final = 1000  # a reload this soon after the offload counts as thrashing (§8.6)
 
 
+def block_transfer_ticks(block_size: int, bandwidth: float, base_latency: int) -> int:
+    """Ticks to move one block between CPU and GPU: ``base_latency + ceil(block_size / bandwidth)``, the ceiling
+    taken on the real quotient (bandwidth in tokens per tick; §8.6). Both tier models price transfers so."""
+    return base_latency + math.ceil(block_size / bandwidth)
+
+
 class CPUTier(KVTier):
     """One instance's CPU store (module docstring). Counters: ``offloads`` (keys written), ``thrash`` (reloads within
     ``THRASH_TICKS`` of their offload), ``loaded_blocks`` (blocks reloaded), ``dropped`` (keys the LRU rule removed)."""
@@ -43,7 +49,7 @@ class CPUTier(KVTier):
         self.capacity = capacity
         self.num_gpu_blocks = num_gpu_blocks
         self.threshold = threshold
-        self.block_ticks = base_latency + math.ceil(block_size / bandwidth)  # transfer ticks per reloaded block
+        self.block_ticks = block_transfer_ticks(block_size, bandwidth, base_latency)  # per reloaded block
         self.store: OrderedDict[int, int] = OrderedDict()  # key -> offload tick, least recently used first
         self.now = 0
         self.offloads = 0

@@ -27,9 +27,9 @@ gives its blocks back.
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 
+from .cpu_tier import THRASH_TICKS, block_transfer_ticks
 from .tier import KVTier
 
 _STORING = -1  # a block being written: neither readable nor evictable
@@ -48,7 +48,7 @@ class VLLMOffloadTier(KVTier):
         self.write_through = True
         self.async_loads = True
         self.capacity = capacity
-        self.block_ticks = base_latency + math.ceil(block_size / bandwidth)
+        self.block_ticks = block_transfer_ticks(block_size, bandwidth, base_latency)
         # key -> readers (0: readable; > 0: being loaded by that many requests; -1: being stored), LRU first
         self.state: OrderedDict[int, int] = OrderedDict()
         self.stored_at: dict[int, int] = {}  # key -> tick of its store
@@ -116,7 +116,7 @@ class VLLMOffloadTier(KVTier):
         now = self.now
         for key in keys:
             state[key] += 1
-            if now - self.stored_at[key] < 1000:
+            if now - self.stored_at[key] < THRASH_TICKS:
                 self.thrash += 1
         end = max(start, self.copy_free) + self.block_ticks * len(keys)
         self.copy_free = end
