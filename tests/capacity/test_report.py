@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 
 import pytest
+from browser import chromium
 from capacity_helpers import BASE
 
 from blis_sim import cli
@@ -59,21 +59,13 @@ def test_capacity_report(capacity_doc):
     assert "ttft_p90_ms at max" in page
 
 
-def _chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
-@pytest.mark.skipif(_chromium() is None, reason="no headless browser: apt-get install chromium to run this check")
+@pytest.mark.skipif(chromium() is None, reason="no headless browser: apt-get install chromium to run this check")
 def test_a_real_browser_renders_the_plots(tmp_path, sweep_result, capacity_doc):
     write_outputs(sweep_result, tmp_path)
     (tmp_path / "capacity.html").write_text(capacity_report(capacity_doc))
     for page in ("report.html", "capacity.html"):
         proc = subprocess.run(
-            [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000",
+            [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000",
              f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", (tmp_path / page).as_uri()],
             capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stderr[-2000:]

@@ -1,4 +1,5 @@
-"""Shared helpers of the CLI tests: run ``main`` in-process, and stand in for ``api.run``."""
+"""Shared helpers of the CLI tests: stand in for ``api.run`` (``invoke``, which runs ``main`` in-process, is in
+tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,33 +8,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import pytest
-
-from blis_sim import cli, logging_setup
-
-
-@dataclass
-class Outcome:
-    rc: int
-    out: str
-    err: str
-
-    @property
-    def err_lines(self) -> list[str]:
-        return self.err.splitlines()
-
-
-@pytest.fixture
-def invoke(capsys) -> Callable[..., Outcome]:
-    """``invoke("run", "--model", "m")`` runs the command line in-process and captures both streams."""
-
-    def _invoke(*args: str, prog: str = "blis") -> Outcome:
-        capsys.readouterr()
-        rc = cli.run_cli(list(args), prog_name=prog)
-        captured = capsys.readouterr()
-        return Outcome(rc, captured.out, captured.err)
-
-    yield _invoke
-    logging_setup.reset()  # main() configured the blis_sim logger; leave it as other test modules expect it
 
 
 class FakeResults:

@@ -43,8 +43,7 @@ def _cli_fixtures():
 
 
 _CLI = _cli_fixtures()
-invoke = _CLI.invoke  # the CLI fixtures: run ``blis`` in-process; stand in for api.prepare/execute
-fake_api = _CLI.fake_api
+fake_api = _CLI.fake_api  # stands in for api.prepare/execute (``invoke`` comes from tests/conftest.py)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "policies"
 M = ("run", "--model", "m")

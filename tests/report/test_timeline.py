@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import logging
 import re
-import shutil
 import subprocess
 from collections import defaultdict
 
 import pytest
+from browser import chromium
 
 from blis_sim import SimulationConfig, cli, logging_setup
 from blis_sim.api import execute, prepare
@@ -308,20 +308,12 @@ def test_cli_timeline_bad_output(blis, timeline_file, tmp_path):
         f"blis: error: --html {tmp_path / 'no' / 'x.html'}: directory '{tmp_path / 'no'}' does not exist"]
 
 
-def _chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
-@pytest.mark.skipif(_chromium() is None, reason="no headless browser: apt-get install chromium to run this check")
+@pytest.mark.skipif(chromium() is None, reason="no headless browser: apt-get install chromium to run this check")
 def test_a_real_browser_renders_the_page(timeline_file, tmp_path):
     page = tmp_path / "t.html"
     assert cli.run_cli(["timeline", str(timeline_file), "--html", str(page)], prog_name="blis") == 0
     logging_setup.reset()
-    base = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000",
+    base = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000",
             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,900"]
     proc = subprocess.run([*base, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]

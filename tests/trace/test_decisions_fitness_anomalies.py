@@ -178,9 +178,9 @@ def test_priority_inversions_reported_with_a_priority_policy():
 
 
 # ------------------------------------------------------------------------------------------ the CLI
-def test_cli_trace_output_is_json_lines(invoke_cli, tmp_path):
+def test_cli_trace_output_is_json_lines(invoke, tmp_path):
     out = tmp_path / "trace.jsonl"
-    r = invoke_cli("run", "--model", MODEL["model"], "--num-requests", "30", "--num-instances", "2",
+    r = invoke("run", "--model", MODEL["model"], "--num-requests", "30", "--num-instances", "2",
                    "--trace-level", "decisions", "--trace-output", str(out))
     assert r.rc == 0
     records = [json.loads(line) for line in out.read_text().splitlines()]
@@ -188,24 +188,24 @@ def test_cli_trace_output_is_json_lines(invoke_cli, tmp_path):
     assert [r["kind"] for r in records].count("routing") == 30
 
 
-def test_cli_trace_output_needs_decisions(invoke_cli, tmp_path):
+def test_cli_trace_output_needs_decisions(invoke, tmp_path):
     out = tmp_path / "trace.jsonl"
-    r = invoke_cli("run", "--model", MODEL["model"], "--trace-output", str(out))
+    r = invoke("run", "--model", MODEL["model"], "--trace-output", str(out))
     assert r.rc == 2 and r.out == "" and not out.exists()
     assert r.err_lines == ["blis: error: --trace-output needs --trace-level decisions (there is no trace to write "
                            "otherwise)"]
 
 
-def test_cli_warns_about_trace_options_without_decisions(invoke_cli):
-    r = invoke_cli("run", "--model", MODEL["model"], "--num-requests", "5", "--counterfactual-k", "2",
+def test_cli_warns_about_trace_options_without_decisions(invoke):
+    r = invoke("run", "--model", MODEL["model"], "--num-requests", "5", "--counterfactual-k", "2",
                    "--summarize-trace")
     assert r.rc == 0 and "Trace Summary" not in r.out
     assert "blis: warning: --counterfactual-k 2 has no effect without --trace-level decisions" in r.err_lines
     assert "blis: warning: --summarize-trace has no effect without --trace-level decisions" in r.err_lines
 
 
-def test_cli_bad_fitness_weights(invoke_cli):
-    r = invoke_cli("run", "--model", MODEL["model"], "--fitness-weights", "p42_ttft:1")
+def test_cli_bad_fitness_weights(invoke):
+    r = invoke("run", "--model", MODEL["model"], "--fitness-weights", "p42_ttft:1")
     assert r.rc == 2 and r.out == ""
     assert r.err_lines[0].startswith("blis: error: --fitness-weights: unknown key 'p42_ttft'")
 
