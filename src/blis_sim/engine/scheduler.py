@@ -143,12 +143,14 @@ class Scheduler:
         thr = self.long_prefill_threshold
         max_running = self.max_running
         async_loads = kv.async_loads
-        skipped: list[Request] = []
+        skipped: list[Request] | None = None  # made on the first skip (most passes have none)
         while len(waiting) and budget > 0 and num_running < max_running:
             req = waiting.head()
             if async_loads:
                 end = kv.load_end(req)
                 if end > start:  # its load is under way
+                    if skipped is None:
+                        skipped = []
                     skipped.append(waiting.pop_head())
                     continue
                 if end >= 0:
@@ -156,6 +158,8 @@ class Scheduler:
             hits = kv.lookup(req)
             if async_loads and hits and hits[-1] < 0 and not kv.loaded(req):
                 kv.start_load(req, hits, start)
+                if skipped is None:
+                    skipped = []
                 skipped.append(waiting.pop_head())
                 continue
             cached = len(hits) * bs
@@ -183,8 +187,9 @@ class Scheduler:
                 add_count(self.scheduling_delays, d, 1)
             self.record(step, req, k)
             budget -= k
-        for req in reversed(skipped):
-            waiting.add_preempted(req)
+        if skipped is not None:
+            for req in reversed(skipped):
+                waiting.add_preempted(req)
         if kv.transfer_time:  # blocks a KV tier loaded for the admitted requests: the step waits for them
             step.transfer_time += kv.transfer_time
             kv.transfer_time = 0
