@@ -91,7 +91,8 @@ def test_split_errors(kwargs, message):
 
 
 def test_calibration_recovers_known_constants(synthetic_gt):
-    options = CalibrateOptions(fit=("mfuPrefill", "BwEffConstant"), holdout_experiments=("short",), jobs=1,
+    options = CalibrateOptions(latency_model="roofline-v1", fit=("mfuPrefill", "BwEffConstant"),
+                               holdout_experiments=("short",), jobs=1,
                                requests_per_point=RPP, max_evals=60)
     result = calibrate(synthetic_gt, options)
     cal = result.result["calibration"]
@@ -137,6 +138,7 @@ def test_cli_writes_a_hardware_config_blis_run_reads(synthetic_gt, tmp_path, cap
     (["--holdout", "1.5"], "--holdout must be a fraction in [0, 1)"),
     (["--holdout-experiments", "chat,code,short"], "empty training set"),
     (["--fit", "memoryGB"], "--fit: memoryGB cannot be fitted"),
+    (["--fit", "mfuPrefill"], "--fit: mfuPrefill cannot be fitted for roofline-v2"),  # v2 is the default
 ])
 def test_cli_errors_are_one_line(synthetic_gt, tmp_path, capsys, args, message):
     rc = cli.run_cli(["calibrate", "--ground-truth", str(synthetic_gt), *args, "--out", str(tmp_path / "o.json"),

@@ -38,7 +38,8 @@ def write(tmp_path: Path, content) -> Path:
 @pytest.mark.parametrize("gpu", sorted(PEAKS))
 def test_packaged_entries_complete_and_valid(gpu, path):
     raw = json.loads(path.read_text())[gpu]
-    base = set(KEYS) - ADDED | {"memoryGB", "linkBwGBs", "priceUsdPerHour"}  # the price: blis capacity only
+    # the price: blis capacity only; fp8TFlopsPeak and efficiencyModel: roofline v2 (datasheet, shipped kernel model)
+    base = set(KEYS) - ADDED | {"memoryGB", "linkBwGBs", "priceUsdPerHour", "fp8TFlopsPeak", "efficiencyModel"}
     assert base <= set(raw) <= base | ADDED | {"rooflineV2"}
     if path == HANDSET:
         assert set(raw) == base  # hand-set: none of the added terms
@@ -49,6 +50,7 @@ def test_packaged_entries_complete_and_valid(gpu, path):
     assert hw.memory_gb and hw.memory_gb > 0
     assert hw.link_bw_gbs and hw.link_bw_gbs > 0  # roofline v2's all-reduce bandwidth
     assert raw["priceUsdPerHour"] > 0  # US dollars per GPU-hour (data/README.md), read by blis capacity and sweep
+    assert hw.fp8_peak_factor == (0.0 if gpu.startswith("A100") else pytest.approx(2.0, rel=0.02))  # Ampere: no FP8
 
 
 def test_handset_h100_and_a100_follow_the_spec_table():

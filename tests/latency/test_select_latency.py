@@ -101,8 +101,8 @@ def test_roofline_v2_without_bench_data_uses_the_fitted_model(caplog, step):
     assert r.kind == "roofline-v2" and r.model.describe()["kernels"] == "fitted"
     assert r.model.describe()["efficiency_model"] == "efficiency_h100.json"
     assert any("shipped fitted efficiency model efficiency_h100.json" in m for m in infos(caplog))
-    with pytest.raises(InputError, match=r"no fitted efficiency model for GPU 'A100-80' \(shipped: H100\)"):
-        resolve_latency(cfg.model_copy(update={"hardware": "A100-80"}), EngineConfig())
+    a100 = resolve_latency(cfg.model_copy(update={"hardware": "A100-80"}), EngineConfig())  # efficiencyModel
+    assert a100.model.describe()["efficiency_model"] == "efficiency_a100-80gb.json"
 
 
 def test_auto_without_bench_data_is_v1_and_logs_it(caplog):

@@ -174,6 +174,9 @@ def _capacity(**values: Any) -> int:
         vary = parse_vary(values["vary"]) if values["vary"] is not None else ()
     except ValueError as exc:
         raise InputError(str(exc)) from None
+    if "latency_model" not in given:  # capacity planning defaults to the most accurate model (docs/gpu-transfer.md)
+        values["latency_model"] = "best"
+        given.add("latency_model")
     base = cli.build_config(values, given & {f.name for f in _RUN_FLAGS})
     question = CapacityQuestion(
         base, slos, vary,

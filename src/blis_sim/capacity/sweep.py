@@ -135,6 +135,8 @@ def make_sweep(raw: Any, root: Path | None = None, source: str = "") -> SweepSpe
     title = raw.get("title") or ""
     if not isinstance(title, str):
         raise ValueError(f"title: must be a string, got {title!r}")
+    if "latency_model" not in base and "latency_model" not in axes:
+        base["latency_model"] = "best"  # capacity planning defaults to the most accurate model (docs/gpu-transfer.md)
     return _expand(base, axes, slos, title, source)
 
 

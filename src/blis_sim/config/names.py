@@ -31,7 +31,7 @@ KV_OFFLOAD_MODES = ("reference", "vllm")
 TRACE_LEVELS = ("none", "decisions")
 
 # latency models (§9.3): "auto" picks one of the others from the inputs given
-LATENCY_MODELS = ("auto", "blackbox", "roofline-v1", "roofline-v2")
+LATENCY_MODELS = ("auto", "best", "blackbox", "roofline-v1", "roofline-v2")
 ROOFLINE_MODELS = ("roofline-v1", "roofline-v2")
 
 # the GPU assumed where nothing names one (blis evaluate and calibrate); GPUs themselves are the entries of the

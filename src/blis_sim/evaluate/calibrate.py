@@ -91,7 +91,7 @@ Progress = Callable[[int, int, float], None]  # (evaluations done, budget, best 
 @dataclass(frozen=True)
 class CalibrateOptions:
     hardware: str = DEFAULT_GPU
-    latency_model: str = "roofline-v1"
+    latency_model: str = "roofline-v2"  # the most accurate model whose inputs exist (docs/gpu-transfer.md)
     holdout_fraction: float | None = None  # None with no holdout_experiments: DEFAULT_HOLDOUT
     holdout_experiments: tuple[str, ...] = ()
     fit: tuple[str, ...] | None = None  # None: DEFAULT_FIT of the latency model

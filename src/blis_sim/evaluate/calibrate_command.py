@@ -34,9 +34,9 @@ _COLUMNS = {"ttft_mean_ms": "TTFT", "ttft_p90_ms": "TTFT p90", "itl_mean_ms": "I
               help="A ground-truth file, an experiment folder, or a folder holding any mix of them.")
 @click.option("--hardware", default=DEFAULT_GPU, show_default=True, metavar="GPU",
               help="The packaged hardware-config entry to fit; experiments whose files name another GPU are left out.")
-@click.option("--latency-model", "latency_model", default="roofline-v1", show_default=True, metavar="MODEL",
-              help="The latency model whose constants are fitted: roofline-v1 or roofline-v2 (its overheads, "
-                   "written under the entry's rooflineV2 object).")
+@click.option("--latency-model", "latency_model", default="roofline-v2", show_default=True, metavar="MODEL",
+              help="The latency model whose constants are fitted: roofline-v2 (the most accurate: its overheads and "
+                   "GEMM bandwidth efficiency, written under the entry's rooflineV2 object) or roofline-v1.")
 @click.option("--holdout", "holdout", type=float, default=None, metavar="FRACTION",
               help="Fraction of the experiments held out, drawn with --seed per group of model and load (light: "
                    "concurrency 1 only; loaded) [default: 0.3].")

@@ -40,8 +40,10 @@ class GroundTruthPath(click.Path):
 @click.option("--hardware", default=DEFAULT_GPU, show_default=True, metavar="GPU",
               help="GPU of experiments whose files do not name one (an entry of the packaged hardware config).")
 @click.option("--latency-model", "latency_model", type=click.Choice(LATENCY_MODELS), default="auto",
-              show_default=True, help="auto = roofline-v1. blackbox uses the defaults-file coefficients where they "
-                                      "exist for the model, GPU and TP (other experiments fail with the reason).")
+              show_default=True, help="auto = best: roofline-v2 where the GPU entry has a shipped kernel efficiency model "
+                                      "(every packaged GPU), else roofline-v1. blackbox uses the defaults-file "
+                                      "coefficients where they exist for the model, GPU and TP (other experiments "
+                                      "fail with the reason).")
 @click.option("--model-configs", "model_configs", type=click.Path(path_type=Path), default=None, metavar="DIR",
               help="Extra <name>/config.json folders; they win over the packaged ones. A model matches the folder "
                    "named like its last path component, case-insensitively.")

@@ -22,6 +22,7 @@ from ..config.names import DEFAULT_GPU, LATENCY_MODELS
 from ..errors import InputError, Terminated
 from ..latency.hardware import load_hardware
 from ..latency.kv_capacity import kv_bytes_per_block
+from ..latency.select import has_efficiency_model
 from ..processes import init_worker, stop_pool
 from .discover import GroundTruth, load_ground_truth
 from .experiment import SEQUENTIAL, Experiment, Failure, SharedPrefixPool, to_workload_description
@@ -53,7 +54,7 @@ KV_LINK_GBS = 40.0  # GB/s of a pinned host copy over PCIe Gen5 x16 (H100 server
 
 @dataclass(frozen=True)
 class Options:
-    latency_model: str = "auto"  # auto = roofline-v1 (the rule of `blis run` with model and hardware configs)
+    latency_model: str = "auto"  # auto = best: roofline v2 where the GPU has a kernel model, else v1 (issue 23)
     hardware: str = DEFAULT_GPU  # GPU of experiments whose files do not name one
     model_configs: Path | None = None
     jobs: int | None = None  # worker processes; None: every core
@@ -76,7 +77,7 @@ class Options:
 
     @property
     def resolved_latency_model(self) -> str:
-        return "roofline-v1" if self.latency_model == "auto" else self.latency_model
+        return "best" if self.latency_model == "auto" else self.latency_model
 
 
 @dataclass
@@ -236,6 +237,8 @@ def plan_experiment(exp: Experiment, options: Options) -> tuple[dict, list[RunPl
     wanted = options.async_scheduling if options.async_scheduling is not None else wants_async(exp.vllm_version)
     use_async = wanted and async_available()
     kind = options.resolved_latency_model
+    if kind == "best":  # the most accurate model whose inputs exist (docs/gpu-transfer.md)
+        kind = "roofline-v2" if has_efficiency_model(hw) else "roofline-v1"
     latency: dict = {"model": exp.model, "hardware": gpu, "tp": exp.tp}
     extra_notes = []
     if kind == "blackbox":
@@ -264,7 +267,7 @@ def plan_experiment(exp: Experiment, options: Options) -> tuple[dict, list[RunPl
     ctx = _context(exp, options, {
         "hardware": gpu, "engine_loop_wanted": "async" if wanted else "sync",
         "engine_loop": "async" if use_async else "sync", "kv_blocks": kv.usable, "kv_blocks_source": kv.source,
-        "model_config": str(folder / "config.json"), "notes": list(exp.notes) + extra_notes,
+        "model_config": str(folder / "config.json"), "notes": list(exp.notes) + extra_notes, "latency_model": kind,
     })
     cap = options.requests_per_point
     plans = []

@@ -48,6 +48,8 @@ KEYS: dict[str, str] = {
 _BY_LOWER = {key.lower(): (key, name) for key, name in KEYS.items()}
 _MEMORY_KEY = "memorygb"
 _LINK_KEY = "linkbwgbs"  # interconnect bandwidth per GPU and direction (GB/s); used by roofline v2's all-reduce
+_FP8_KEY = "fp8tflopspeak"  # dense FP8 tensor peak (TFLOP/s); 0: no FP8 tensor cores; missing: 2 x TFlopsPeak
+_EFFICIENCY_KEY = "efficiencymodel"  # which shipped roofline v2 efficiency model the entry uses (default: its name)
 # A nested object of keys that replace the entry's own for roofline v2 only (its calibrated overheads differ from
 # v1's: v2 prices the kernels, v1 folds kernel inefficiency into its MFUs), e.g. "rooflineV2": {"TOverheadMicros": 900}.
 _V2_KEY = "rooflinev2"
@@ -124,6 +126,15 @@ class HardwareCalib:
     v2_overrides: tuple[tuple[str, float], ...] = ()  # ``rooflineV2`` keys (file spelling, value)
     memory_gb: float | None = None  # GPU memory; not validated (for a later KV-capacity derivation)
     link_bw_gbs: float | None = None  # ``linkBwGBs``: NVLink/PCIe bandwidth per direction, GB/s (roofline v2 only)
+    fp8_tflops_peak: float | None = None  # ``fp8TFlopsPeak``: dense FP8 peak; 0: none (W8A16); None: 2 x TFlopsPeak
+    efficiency_model: str = ""  # ``efficiencyModel``: the shipped efficiency model to use ("" : the entry's name)
+
+    @property
+    def fp8_peak_factor(self) -> float:
+        """FP8 tensor peak / BF16 peak: 0 when the GPU has no FP8 tensor cores (FP8 weights run as W8A16)."""
+        if self.fp8_tflops_peak is None:
+            return 2.0
+        return self.fp8_tflops_peak / self.tflops_peak if self.tflops_peak > 0 else 0.0
 
     def value(self, key: str) -> float:
         """The value of a file key, e.g. ``value("BwEffConstant")``."""
@@ -221,6 +232,19 @@ def parse_entry(name: str, entry: Any, where: str) -> HardwareCalib:
             if number is None or not math.isfinite(number) or number < 0:
                 raise InputError(f"{where}: {name}.linkBwGBs must be a finite number >= 0, got {json.dumps(raw)}")
             values["link_bw_gbs"] = number
+            continue
+        if lower == _FP8_KEY:
+            number = _number(raw)
+            if number is None or not math.isfinite(number) or not (number == 0 or 1.0 <= number <= 1e5):
+                raise InputError(f"{where}: {name}.fp8TFlopsPeak must be 0 (no FP8 tensor cores) or a number of "
+                                 f"TFLOP/s from 1 to 100,000, got {json.dumps(raw)[:60]}")
+            values["fp8_tflops_peak"] = number
+            continue
+        if lower == _EFFICIENCY_KEY:
+            if not isinstance(raw, str) or not raw.strip() or len(raw) > 64:
+                raise InputError(f"{where}: {name}.efficiencyModel must name a shipped efficiency model (a GPU name "
+                                 f"such as \"H100\"), got {json.dumps(raw)[:60]}")
+            values["efficiency_model"] = raw.strip()
             continue
         known = _BY_LOWER.get(lower)
         if known is None:

@@ -21,8 +21,9 @@ This is the model ROOFLINE.md §9 recommends, not the reference's v2 (whose defe
   82% of the HBM peak (D6);
 * TP: two all-reduces per layer of m·D activations, each ``allReduceLatency`` plus its ring traffic
   2(t−1)/t·m·D·2 B over ``linkBwGBs`` (D9; latency only when the hardware entry has no link bandwidth);
-* overheads exactly as v1 (ROOFLINE.md §6: per step, per prefill request), so v1 and v2 differ only in the kernels,
-  plus v1's per-request API-server time ``requestOverheadMicros`` (added to the queueing time); a hardware entry's
+* overheads as v1 (ROOFLINE.md §6: per step, per prefill request), except that the per-step term does not grow
+  with the batch (``_overhead_s``), plus v1's per-request API-server time ``requestOverheadMicros`` (added to the
+  queueing time); a hardware entry's
   ``rooflineV2`` object holds the overheads calibrated for v2 (``HardwareCalib.for_v2``), and its ``gemmEta`` (0 or
   missing: off) replaces the fitted GEMM model's bandwidth efficiency: the micro-benchmarks time each GEMM alone,
   while a served model streams its weights through CUDA-graphed kernels back to back;
@@ -42,7 +43,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..step import StepRecord
-from .base import AlphaOverheads, step_overhead_us
+from .base import AlphaOverheads
 from .hardware import HardwareCalib
 from .hf_config import ModelConfig
 from .mfu.fitted import EfficiencyModel
@@ -262,9 +263,12 @@ class RooflineV2(AlphaOverheads):
         return t
 
     def _overhead_s(self, num_prefills: int, num_decodes: int) -> float:
-        """ROOFLINE.md §6: per-step overhead growing with the batch, plus per prefill request."""
-        r = num_prefills + num_decodes
-        o_step = step_overhead_us(self._o_step, r, num_decodes)
+        """Per-step overhead, plus per prefill request (ROOFLINE.md §6's terms). Unlike v1, the per-step term does not
+        grow with the batch: vLLM V1 keeps a persistent batch (a step's input preparation touches only the requests
+        that changed) and replays CUDA graphs, and with asynchronous scheduling the host work of the next step
+        overlaps the current forward pass. §6's log2 growth (x2.7 at 64 decodes) made loaded decode steps 10-15%
+        too slow against the shared measurements (docs/roofline-v2.md, "Per-step overhead")."""
+        o_step = self._o_step
         o_req = 0.0
         if num_prefills:
             o_req = num_prefills * (self._o_mix if num_decodes else self._o_pre)

@@ -20,6 +20,8 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, replace
+from importlib import resources
+from pathlib import Path
 from typing import Hashable
 
 from ..config.defaults_file import DefaultsFile, load_defaults
@@ -82,6 +84,8 @@ def _coeffs(values) -> str:
 
 def resolve_latency(lat: LatencyConfig, eng: EngineConfig) -> ResolvedLatency:
     """Pick the latency model for ``lat`` (flags of ENGINE.md §15.3); raise ``InputError`` when none applies."""
+    if lat.latency_model == "best":
+        lat = best_inputs(lat)
     choice = lat.latency_model
     roofline_files = lat.model_config_folder is not None or lat.hardware_config is not None
     if choice == "blackbox" and (roofline_files or lat.bench_data_path is not None):
@@ -113,6 +117,53 @@ def resolve_latency(lat: LatencyConfig, eng: EngineConfig) -> ResolvedLatency:
             kind="blackbox",
         )
     return _from_defaults(lat, eng)
+
+
+def packaged_model_config(model: str) -> Path | None:
+    """The packaged ``model_configs/<name>`` folder of ``model`` (its last path component, case-insensitively)."""
+    key = model.strip().rstrip("/").rsplit("/", 1)[-1].lower()
+    root = Path(str(resources.files("blis_sim") / "data" / "model_configs"))
+    folder = root / key
+    return folder if (folder / "config.json").is_file() else None
+
+
+def packaged_hardware_config() -> Path:
+    return Path(str(resources.files("blis_sim") / "data" / "hardware_config.json"))
+
+
+def has_efficiency_model(hw: HardwareCalib) -> bool:
+    from .mfu.fitted import packaged_efficiency_names
+
+    return (hw.efficiency_model or hw.name).upper() in packaged_efficiency_names()
+
+
+def best_inputs(lat: LatencyConfig) -> LatencyConfig:
+    """``--latency-model best``: the most accurate model whose inputs exist (docs/gpu-transfer.md, "Choosing").
+
+    Roofline v2 when its kernel inputs exist (``--bench-data-path``, or a shipped efficiency model for the GPU entry),
+    else roofline v1. Without ``--model-config-folder``/``--hardware-config``, the packaged files stand in for them
+    when the model has a packaged config and the GPU a packaged entry; otherwise the seed's blackbox rule applies."""
+    model_folder, hw_file = lat.model_config_folder, lat.hardware_config
+    if model_folder is None and hw_file is None:
+        model_folder = packaged_model_config(lat.model)
+        hw_file = packaged_hardware_config()
+        if model_folder is None or not lat.hardware or lat.tp <= 0:
+            log.info("latency model best: no packaged model config for %s (or no --hardware/--tp): the seed's rule",
+                     lat.model)
+            return lat.model_copy(update={"latency_model": "auto"})
+        log.info("latency model best: packaged model config %s and hardware config", model_folder)
+    elif model_folder is None or hw_file is None:
+        return lat.model_copy(update={"latency_model": "auto"})  # resolve_latency names the missing flag
+    kind = "roofline-v2"
+    if lat.bench_data_path is None and lat.hardware:
+        try:
+            hw = load_hardware(hw_file, lat.hardware)
+        except InputError:
+            hw = None  # resolution below reports the problem with the entry
+        if hw is not None and not has_efficiency_model(hw):
+            kind = "roofline-v1"
+    return lat.model_copy(update={"latency_model": kind, "model_config_folder": model_folder,
+                                  "hardware_config": hw_file})
 
 
 def _fill(lat: LatencyConfig, defaults: DefaultsFile, fields: tuple[str, ...]) -> dict[str, object]:
@@ -181,7 +232,7 @@ def _roofline(lat: LatencyConfig, eng: EngineConfig) -> ResolvedLatency:
     else:
         hw = _overridden(hw.for_v2(), lat.hardware_overrides)
         hw.check_v2()
-        eff = load_packaged_efficiency(hw.name)
+        eff = load_packaged_efficiency(hw.efficiency_model or hw.name)
         model = RooflineV2.fitted(model_cfg, hw, tp, eff, lat.alpha_coeffs)
         log.info("latency model: roofline-v2 with the shipped fitted efficiency model %s (no --bench-data-path)",
                  eff.source)
