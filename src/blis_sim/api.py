@@ -37,6 +37,7 @@ from .metrics.fitness import evaluate as evaluate_fitness
 from .metrics.fitness import parse_weights
 from .metrics.histogram import IntHistogram
 from .metrics.summary import cluster_block, hol_blocking_events, instance_block, kv_rates, request_record
+from .report.intervals import run_section
 from .report.results import Results
 from .report.results_file import check_writable as check_output_writable
 from .report.slo import per_slo
@@ -225,6 +226,12 @@ def execute(
     if trace is not None:
         results.trace = trace
         results.show_trace_summary = cfg.output.summarize_trace
+    if cfg.output.intervals:
+        results.intervals = run_section(results.config["latency_model"], results.config["hardware"],
+                                        results.cluster)
+        if results.intervals is None:
+            log.warning("--intervals: no prediction intervals for the %s latency model (only for the roofline "
+                        "models, from their calibration); none printed", results.config["latency_model"])
     if prepared.per_slo:
         results.slo = per_slo(
             (r.slo_class, r.ttft if r.ttft >= 0 else None, r.e2e if r.status == RequestStatus.FINISHED else None)

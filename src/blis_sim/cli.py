@@ -216,6 +216,9 @@ FLAGS: tuple[Flag, ...] = (
     # Observability and output
     Flag("trace_output", "output", OUTPUT, "path", AUTO,
          "Write the decision trace (--trace-level decisions) here as JSON lines, one record per decision."),
+    Flag("intervals", "output", OUTPUT, "switch", AUTO,
+         "Print 80% prediction intervals of TTFT, ITL and E2E (mean, p90) from the calibration's held-out-checked "
+         "residuals (roofline models; docs/intervals.md)."),
 )
 
 FLAG_BY_NAME = {f.name: f for f in FLAGS}

@@ -35,7 +35,8 @@ routing-policy routing-scorers priority-policy scheduler policy-config snapshot-
 kv-cpu-blocks kv-offload-threshold kv-transfer-bandwidth kv-transfer-base-latency
 trace-level counterfactual-k summarize-trace fitness-weights results-path log
 """.split()
-EXTENSION_FLAGS = ["quiet", "no-skip-ahead", "latency-model", "timeline-out", "kv-offload-mode", "trace-output"]  # blis-sim's own flags, after the reference's
+EXTENSION_FLAGS = ["quiet", "no-skip-ahead", "latency-model", "timeline-out", "kv-offload-mode", "trace-output",
+                   "intervals"]  # blis-sim's own flags, after the reference's
 
 SECTION_MODELS = {
     "latency": LatencyConfig,

@@ -202,6 +202,7 @@ class OutputConfig(_Section):
     trace_level: Annotated[str, one_of(*TRACE_LEVELS)] = "none"
     counterfactual_k: IntGE0 = 0
     summarize_trace: bool = False
+    intervals: bool = False  # print 80% prediction intervals of the headline metrics (report/intervals.py)
     fitness_weights: str = ""
     trace_output: Annotated[Path | None, BeforeValidator(_file_path)] = None  # decision trace as JSON lines
     quiet: bool = False  # no progress bar

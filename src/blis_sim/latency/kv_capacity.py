@@ -6,6 +6,9 @@ vLLM sizes its KV cache once, at start-up, per GPU::
     num_blocks = floor(kv_bytes / (num_layers x bytes per block and layer))
     bytes per block and layer = 2 (K and V) x block_size x KV heads per rank x head_dim x KV dtype bytes
 
+(multi-head latent attention, DeepSeek's MLA, caches one latent of ``kv_lora_rank + qk_rope_head_dim`` per token and
+layer instead, which every tensor-parallel rank holds whole)
+
 and logs ``num_gpu_blocks``. One of those blocks is its reserved null block, so the simulator's usable count
 (``--total-kv-blocks``, ENGINE.md §8.1) is ``num_gpu_blocks - 1``.
 
@@ -76,7 +79,10 @@ def kv_heads_per_rank(m: ModelConfig, tp: int) -> int:
 
 
 def kv_bytes_per_block(m: ModelConfig, tp: int, block_size: int) -> int:
-    """Bytes of one KV block over all layers on one GPU (K and V, KV cache in the activation dtype)."""
+    """Bytes of one KV block over all layers on one GPU (K and V, KV cache in the activation dtype). An MLA model
+    caches its latent (``ModelConfig.kv_bytes_per_token_per_layer``), replicated on every rank."""
+    if m.is_mla:
+        return block_size * (m.kv_lora_rank + m.qk_rope_head_dim) * int(activation_bytes(m)) * m.num_layers
     return 2 * block_size * kv_heads_per_rank(m, tp) * head_dim(m) * int(activation_bytes(m)) * m.num_layers
 
 
@@ -85,32 +91,51 @@ def activation_bytes(m: ModelConfig) -> float:
     return max(2.0, m.bytes_per_param)
 
 
+def attention_params_per_gpu(m: ModelConfig, tp: int) -> float:
+    """Attention weights of one layer on one GPU. Standard attention: Q and O sharded, K and V sharded over the KV
+    heads (replicated where TP exceeds them). MLA (vLLM's DeepSeek layout): the query down-projection (or the full
+    query projection when ``q_lora_rank`` is 0) and the KV down-projection with its rotary key are replicated, the
+    query and KV up-projections and O are sharded."""
+    D = m.hidden_size
+    if m.is_mla:
+        H, rope = m.num_heads, m.qk_rope_head_dim
+        qk_head = m.qk_nope_head_dim + rope
+        v_head = m.v_head_dim or m.qk_nope_head_dim
+        q = (D * m.q_lora_rank + m.q_lora_rank * H * qk_head / tp) if m.q_lora_rank else D * H * qk_head / tp
+        kv = D * (m.kv_lora_rank + rope) + m.kv_lora_rank * H * (m.qk_nope_head_dim + v_head) / tp
+        return q + kv + H * v_head * D / tp
+    dh = head_dim(m)
+    return 2 * D * m.num_heads * dh / tp + 2 * D * kv_heads_per_rank(m, tp) * dh
+
+
 def weight_bytes_per_gpu(m: ModelConfig, tp: int) -> float:
     """Weights one GPU holds under tensor parallelism: linear layers sharded (KV heads replicated where TP exceeds
-    them), embeddings and LM head vocabulary-sharded, norms replicated. Linear layers use the quantized precision."""
-    D, L, dh = m.hidden_size, m.num_layers, head_dim(m)
+    them), embeddings and LM head vocabulary-sharded, routers and norms replicated. Each part counts at its own
+    precision (``ModelConfig.precision``: a quantized checkpoint's ignore list keeps some parts at the model dtype);
+    the embeddings and norms are always at the model dtype. Dense layers use the dense MLP width (Llama-4's
+    ``intermediate_size_mlp``), MoE layers every routed expert plus the shared expert(s) and the router."""
+    D, L = m.hidden_size, m.num_layers
+    b = m.bytes_per_param
     mats = 2 if m.model_type in _UNGATED_MLP else 3
-    attention = 2 * D * m.num_heads * dh / tp + 2 * D * kv_heads_per_rank(m, tp) * dh
-    dense_mlp = mats * D * m.ffn_size / tp
     moe_layers = m.moe_layers
-    linear = L * attention + (L - moe_layers) * dense_mlp
+    total = L * attention_params_per_gpu(m, tp) * m.precision("attn").weight_bytes
+    total += (L - moe_layers) * mats * D * m.dense_ffn_size / tp * m.precision("dense_mlp").weight_bytes
     if moe_layers:
-        expert = mats * D * (m.moe_intermediate_size or m.ffn_size) / tp
-        shared = mats * D * m.shared_expert_intermediate_size / tp
-        linear += moe_layers * (m.num_experts * expert + shared)
-        unsharded = moe_layers * D * m.num_experts  # router
-    else:
-        unsharded = 0
-    vocab = m.vocab_size * D * (1 if m.tie_word_embeddings else 2) / tp
-    norms = (2 * L + 1) * D
-    return linear * m.weight_bytes + (vocab + norms + unsharded) * m.bytes_per_param
+        total += moe_layers * m.num_experts * mats * D * m.expert_ffn_size / tp * m.precision("experts").weight_bytes
+        total += (moe_layers * mats * D * m.shared_expert_intermediate_size / tp
+                  * m.precision("shared_expert").weight_bytes)
+        total += moe_layers * D * m.num_experts * m.precision("router").weight_bytes
+    embed = m.vocab_size * D / tp
+    total += embed * b + (0.0 if m.tie_word_embeddings else embed * m.precision("lm_head").weight_bytes)
+    norms = (2 * L + 1) * D + (L * (m.kv_lora_rank + m.q_lora_rank) if m.is_mla else 0)
+    return total + norms * b
 
 
 def activation_peak_bytes(m: ModelConfig, tp: int, max_num_batched_tokens: int) -> float:
     """Peak activation memory of vLLM's profiling pass (one batch of ``max_num_batched_tokens`` tokens)."""
-    width = m.ffn_size / tp if m.moe_layers < m.num_layers else 0.0
+    width = m.dense_ffn_size / tp if m.moe_layers < m.num_layers else 0.0
     if m.moe_layers:
-        expert = (m.moe_intermediate_size or m.ffn_size) * max(1, m.num_experts_per_tok)
+        expert = m.expert_ffn_size * max(1, m.num_experts_per_tok)
         width = max(width, (expert + m.shared_expert_intermediate_size) / tp)
     return ACTIVATION_MLP_WIDTHS * width * activation_bytes(m) * max_num_batched_tokens
 

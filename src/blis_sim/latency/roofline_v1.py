@@ -21,7 +21,9 @@ its numbers bit for bit), were added after error analysis against real vLLM meas
   15-20 points more negative than on short-context ones for the same model and TP;
 * ``moeExperts`` = 1: an MoE model moves the weights of the experts its tokens touch (E·(1 − (1 − k/E)^m) of E for
   m tokens under uniform top-k routing) and computes k experts' MLPs per token; the reference treats the model as
-  dense with one MLP (ROOFLINE.md §9 D11). Evidence: Mixtral-8x7B ITL 77% too low.
+  dense with one MLP (ROOFLINE.md §9 D11). Evidence: Mixtral-8x7B ITL 77% too low. With it, every part's weights
+  are read at their stored precision (``ModelConfig.precision``: an FP8 checkpoint's experts take 1 byte, the parts
+  its ignore list keeps in BF16 2), and dense layers use their own MLP width (Llama-4's ``intermediate_size_mlp``).
 """
 
 from __future__ import annotations
@@ -115,13 +117,20 @@ class RooflineV1(AlphaOverheads):
             E = m.num_experts
             k = max(1, min(m.num_experts_per_tok or 1, E))
             Lm = m.moe_layers
-            Fe = m.moe_intermediate_size or F
+            Fe = m.expert_ffn_size
+            Fd = m.dense_ffn_size
             Fs = m.shared_expert_intermediate_size
             attn = D * (D + 2 * dkv) + D * D
-            fixed = L * attn + (L - Lm) * 3 * D * F + Lm * (D * E + 3 * D * Fs)
-            self._moe = (fixed * b, Lm * 3 * D * Fe * b, float(E), float(k))
-            self.weight_bytes = (fixed + Lm * E * 3 * D * Fe) * b  # every expert (a prefill touches them all)
-            self.gemm_per_token = (L * (2 * (D * D + 2 * D * dkv) + 2 * D * D) + (L - Lm) * 2 * 3 * D * F
+            # weights at each part's stored precision (an FP8 checkpoint's experts read 1 byte per weight; the
+            # parts its ignore list keeps in BF16, 2), when the checkpoint declares a quantization_config
+            pb = {part: m.precision(part).weight_bytes for part in ("attn", "dense_mlp", "experts",
+                                                                      "shared_expert", "router")}
+            fixed = (L * attn * pb["attn"] + (L - Lm) * 3 * D * Fd * pb["dense_mlp"]
+                     + Lm * (D * E * pb["router"] + 3 * D * Fs * pb["shared_expert"]))
+            per_expert = Lm * 3 * D * Fe * pb["experts"]
+            self._moe = (fixed, per_expert, float(E), float(k))
+            self.weight_bytes = fixed + E * per_expert  # every expert (a prefill touches them all)
+            self.gemm_per_token = (L * (2 * (D * D + 2 * D * dkv) + 2 * D * D) + (L - Lm) * 2 * 3 * D * Fd
                                    + Lm * (2 * D * E + 2 * 3 * D * (k * Fe + Fs)))
             self._pre_weights = self.weight_bytes / tp
             self._dec_weights = self.weight_bytes / self._tp_dec

@@ -45,7 +45,7 @@ from ..errors import InputError
 from ..step import StepRecord
 from .base import AlphaOverheads
 from .hardware import HardwareCalib
-from .hf_config import ModelConfig
+from .hf_config import PARTS, ModelConfig
 from .mfu.fitted import EfficiencyModel
 from .mfu.lookup import DecodeLookup, GemmLookup, PiecewiseLinear, PrefillLookup
 from .mfu.tables import GemmDtype, MFUDatabase, shape_key
@@ -55,7 +55,7 @@ log = logging.getLogger("blis_sim")
 
 ELEMENTWISE_BW_FRACTION = 0.82  # sustained share of the HBM peak for streaming kernels (ROOFLINE.md §9 D6)
 ACT_BYTES = 2.0  # activations and all-reduce payloads stay BF16
-GemmSeconds = Callable[[float, float, float], float]  # (m, k, n) -> seconds
+GemmSeconds = Callable[[float, float, float, GemmDtype], float]  # (m, k, n, element sizes) -> seconds
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -146,7 +146,7 @@ class RooflineV2(AlphaOverheads):
         self._set_alpha(alpha, hw.request_overhead_micros)  # requestOverheadMicros: per-request API-server time
         self._gemm = gemm_seconds
         self.prefill_attention, self.decode_attention = prefill, decode
-        s = _Shapes(model_cfg, tp)
+        s = _Shapes(model_cfg, tp, hw.fp8_peak_factor)
         self.shapes = s
         self._layers = s.layers
         bw = hw.bw_peak_tbs * 1e12
@@ -166,13 +166,10 @@ class RooflineV2(AlphaOverheads):
     @classmethod
     def from_tables(cls, model_cfg: ModelConfig, hw: HardwareCalib, tp: int, db: MFUDatabase,
                     alpha: Sequence[float] = (0.0, 0.0, 0.0)) -> "RooflineV2":
-        s = _Shapes(model_cfg, tp)
+        s = _Shapes(model_cfg, tp, hw.fp8_peak_factor)
         peak, bw = hw.tflops_peak * 1e12, hw.bw_peak_tbs * 1e12
         gemm = GemmLookup(db.gemm, peak, bw, monotone=True)
-        dtype = s.gemm_dtype
-
-        def gemm_seconds(m: float, k: float, n: float) -> float:
-            return gemm.seconds(m, k, n, dtype)
+        gemm_seconds = gemm.seconds
 
         key = shape_key(s.heads, s.kv_heads, s.head_dim)
         where = f"--bench-data-path {db.root}"
@@ -211,13 +208,13 @@ class RooflineV2(AlphaOverheads):
     @classmethod
     def fitted(cls, model_cfg: ModelConfig, hw: HardwareCalib, tp: int, eff: EfficiencyModel,
                alpha: Sequence[float] = (0.0, 0.0, 0.0)) -> "RooflineV2":
-        s = _Shapes(model_cfg, tp)
+        s = _Shapes(model_cfg, tp, hw.fp8_peak_factor)
         peak, bw = hw.tflops_peak * 1e12, hw.bw_peak_tbs * 1e12
-        g, dtype = eff.gemm, s.gemm_dtype
+        g = eff.gemm
         if hw.gemm_eta > 0:  # calibrated on served models (README "Calibrating"): replaces the micro-benchmark's eta
             g = replace(g, eta=hw.gemm_eta)
 
-        def gemm_seconds(m: float, k: float, n: float) -> float:
+        def gemm_seconds(m: float, k: float, n: float, dtype: GemmDtype) -> float:
             return g.seconds(m, k, n, dtype, peak, bw)
 
         prefill = _FittedPrefill(eff, s.heads_per_gpu, s.head_dim, peak)
@@ -234,21 +231,22 @@ class RooflineV2(AlphaOverheads):
         if t is None:
             s = self.shapes
             gemm = self._gemm
+            dt = s.dtypes
             attention = 0.0
             for _label, k, n in s.attn_gemms:
-                attention += gemm(m, k, n)
+                attention += gemm(m, k, n, dt["attn"])
             t = self._layers * attention
             if s.layers > s.moe_layers:
-                t += (s.layers - s.moe_layers) * sum(gemm(m, k, n) for _label, k, n in s.dense_mlp)
+                t += (s.layers - s.moe_layers) * sum(gemm(m, k, n, dt["dense_mlp"]) for _label, k, n in s.dense_mlp)
             if s.moe_layers:
                 # vLLM's fused MoE runs the touched experts as one grouped kernel: priced as one GEMM over their
                 # weights side by side, with the tokens routed to each expert as its rows.
                 touched, rows = s.routing(m)
-                f = s.expert_ffn_per_gpu
-                moe = (gemm(m, s.hidden, s.num_experts) + gemm(rows, s.hidden, 2 * f * touched)
-                       + gemm(rows, f, s.hidden * touched))
+                f, de = s.expert_ffn_per_gpu, dt["experts"]
+                moe = (gemm(m, s.hidden, s.num_experts, dt["router"]) + gemm(rows, s.hidden, 2 * f * touched, de)
+                       + gemm(rows, f, s.hidden * touched, de))
                 for _label, k, n in s.shared_mlp:
-                    moe += gemm(m, k, n)
+                    moe += gemm(m, k, n, dt["shared_expert"])
                 t += s.moe_layers * moe
             t += self._elem_s_per_token * m + self._ar_latency_s + self._ar_s_per_token * m
             self._tokens_memo[m] = t
@@ -258,7 +256,7 @@ class RooflineV2(AlphaOverheads):
         t = self._logits_memo.get(num_requests)
         if t is None:
             s = self.shapes
-            t = self._gemm(num_requests, s.hidden, s.vocab_per_gpu) if s.vocab_per_gpu else 0.0
+            t = self._gemm(num_requests, s.hidden, s.vocab_per_gpu, s.dtypes["lm_head"]) if s.vocab_per_gpu else 0.0
             self._logits_memo[num_requests] = t
         return t
 
@@ -318,6 +316,59 @@ class RooflineV2(AlphaOverheads):
         total = base + self._layers * attention.many(context_sums / num_decodes)
         return np.floor(total * 1e6 + 0.5).astype(np.int64)
 
+    def breakdown(self, step: StepRecord) -> list[tuple[str, float, str]]:
+        """The step's time per kernel class, in microseconds, as ``step_time`` adds it up (not the hot path):
+        (kernel, microseconds, what it is). The parts sum to ``step_time(step)`` before rounding."""
+        s, gemm, dt = self.shapes, self._gemm, self.shapes.dtypes
+        items, d = step.prefill_items, step.num_decodes
+        m = step.num_prefill_tokens + d
+        rows: list[tuple[str, float, str]] = []
+
+        def add(name: str, seconds: float, what: str) -> None:
+            rows.append((name, seconds * 1e6, what))
+
+        def dtype_text(x: GemmDtype) -> str:
+            return f"weights {x.weight_bytes:g} B, {'FP8' if x.peak_factor > 1 else 'BF16'} peak"
+
+        for label, k, n in s.attn_gemms:
+            add(f"attn.{label}", s.layers * gemm(m, k, n, dt["attn"]),
+                f"{s.layers} layers x {m}x{k}x{n}, {dtype_text(dt['attn'])}")
+        dense = s.layers - s.moe_layers
+        if dense:
+            for label, k, n in s.dense_mlp:
+                add(f"mlp.{label}", dense * gemm(m, k, n, dt["dense_mlp"]),
+                    f"{dense} dense layers x {m}x{k}x{n}, {dtype_text(dt['dense_mlp'])}")
+        if s.moe_layers:
+            touched, per = s.routing(m)
+            f = s.expert_ffn_per_gpu
+            add("moe.router", s.moe_layers * gemm(m, s.hidden, s.num_experts, dt["router"]),
+                f"{s.moe_layers} layers x {m}x{s.hidden}x{s.num_experts}, {dtype_text(dt['router'])}")
+            add("moe.experts_gate_up", s.moe_layers * gemm(per, s.hidden, 2 * f * touched, dt["experts"]),
+                f"{s.moe_layers} layers; {touched:.2f} of {s.num_experts} experts touched by {m} tokens x top-"
+                f"{s.top_k}, {per:.2f} rows each; {dtype_text(dt['experts'])}")
+            add("moe.experts_down", s.moe_layers * gemm(per, f, s.hidden * touched, dt["experts"]),
+                f"{s.moe_layers} layers, {dtype_text(dt['experts'])}")
+            for label, k, n in s.shared_mlp:
+                add(f"moe.{label}", s.moe_layers * gemm(m, k, n, dt["shared_expert"]),
+                    f"{s.moe_layers} layers x {m}x{k}x{n}, {dtype_text(dt['shared_expert'])}")
+        add("elementwise", self._elem_s_per_token * m, f"norms, rotary, KV write, SiLU: {m} tokens at "
+            f"{ELEMENTWISE_BW_FRACTION:.0%} of the HBM peak")
+        if self.tp > 1:
+            add("tp.all_reduce", self._ar_latency_s + self._ar_s_per_token * m,
+                f"2 per layer: latency + ring traffic of {m} tokens")
+        add("lm_head", self.logits_time(len(items) + d), f"{len(items) + d} rows, {dtype_text(dt['lm_head'])}")
+        attn = 0.0
+        for p, n in items:
+            attn += self.prefill_attention.seconds(p, n)
+        if d:
+            attn += self._decode_parts(d)[1](step.decode_context_sum / d)
+        else:
+            attn += self.prefill_attention.fixed_s
+        add("attention", self._layers * attn, f"{len(items)} prefill chunk(s), {d} decodes (mean context "
+            f"{step.decode_context_sum / d if d else 0:.0f})")
+        add("overhead", self._overhead_s(len(items), d), "per step and per prefill request (host)")
+        return rows
+
     def describe(self) -> dict:
         return {
             "kind": self.name,
@@ -338,7 +389,7 @@ class RooflineV2(AlphaOverheads):
 class _Shapes:
     """Per-GPU GEMM shapes and per-token byte counts of a model at TP ``tp`` (vLLM's fused layers)."""
 
-    def __init__(self, m: ModelConfig, tp: int) -> None:
+    def __init__(self, m: ModelConfig, tp: int, fp8_peak_factor: float = 2.0) -> None:
         if tp < 1:
             raise InputError(f"--tp must be an integer >= 1 in roofline mode, got {tp}")
         H, Hkv, D = m.num_heads, m.num_kv_heads, m.hidden_size
@@ -354,21 +405,35 @@ class _Shapes:
         self.kv_heads_per_gpu = max(1, Hkv // tp)  # fewer KV heads than GPUs: each GPU holds a replica
         self.kv_bytes = m.bytes_per_param
         dh = self.head_dim
-        # Element sizes: activations and KV in the model dtype (BF16 at least for outputs), weights as stored (a
-        # quantized checkpoint reads fewer bytes); FP8 weights run on the FP8 tensor peak (W8A8), others on BF16.
+        if m.is_mla:
+            raise InputError(f"{where}: multi-head latent attention (kv_lora_rank {m.kv_lora_rank}) is not priced by "
+                             "the roofline models yet; its KV capacity is derived, but attention and its projections "
+                             "would be priced as ordinary heads")
+        # Element sizes per part of the model (ModelConfig.precision, from quantization_config and its ignore
+        # lists): activations and KV in the model dtype (BF16 at least for outputs), weights as stored. A W8A8 FP8
+        # part runs on the GPU's FP8 tensor peak with 1-byte activations; on a GPU without FP8 tensor cores
+        # (fp8TFlopsPeak 0: Ampere) vLLM runs FP8 checkpoints weight-only (W8A16), so such a part reads 1-byte weights
+        # and multiplies at the BF16 peak.
         act = m.bytes_per_param
-        weights = getattr(m, "weight_bytes", act) or act
-        quant = getattr(m, "quantization", "") or ""
-        fp8 = "fp8" in m.dtype or "float8" in m.dtype or (weights == 1.0 and "fp8" in quant.lower())
-        self.gemm_dtype = GemmDtype(act, weights, max(act, ACT_BYTES), 2.0 if fp8 else 1.0)
+        out_bytes = max(act, ACT_BYTES)
+        fp8_model = "fp8" in m.dtype or "float8" in m.dtype  # an FP8 dtype checkpoint: everything FP8
+        self.dtypes: dict[str, GemmDtype] = {}
+        for part in PARTS:
+            prec = m.precision(part)
+            w8a8 = prec.fp8_compute or fp8_model
+            if w8a8 and fp8_peak_factor > 0:
+                self.dtypes[part] = GemmDtype(1.0, prec.weight_bytes, out_bytes, fp8_peak_factor)
+            else:
+                self.dtypes[part] = GemmDtype(act, prec.weight_bytes, out_bytes, 1.0)
+        self.gemm_dtype = self.dtypes["attn"]
         qkv = (self.heads_per_gpu + 2 * self.kv_heads_per_gpu) * dh
         self.attn_gemms: list[tuple[str, int, int]] = [("qkv", D, qkv), ("o", self.heads_per_gpu * dh, D)]
-        ffn_gpu = -(-m.ffn_size // tp)
+        ffn_gpu = -(-m.dense_ffn_size // tp)
         self.dense_mlp: list[tuple[str, int, int]] = [("gate_up", D, 2 * ffn_gpu), ("down", ffn_gpu, D)]
         self.num_experts = m.num_experts
         self.moe_layers = getattr(m, "moe_layers", m.num_layers) if m.num_experts else 0
         self.top_k = max(1, min(m.num_experts_per_tok or 1, max(1, m.num_experts)))
-        self.expert_ffn_per_gpu = -(-(m.moe_intermediate_size or m.ffn_size) // tp) if m.num_experts else 0
+        self.expert_ffn_per_gpu = -(-m.expert_ffn_size // tp) if m.num_experts else 0
         shared = -(-m.shared_expert_intermediate_size // tp) if m.num_experts else 0
         self.shared_mlp: list[tuple[str, int, int]] = (
             [("shared_gate_up", D, 2 * shared), ("shared_down", shared, D)] if shared else [])

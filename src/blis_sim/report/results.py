@@ -28,6 +28,7 @@ class Results:
     fitness: tuple[float, dict[str, float]] | None = None  # (score, components) with --fitness-weights
     trace: DecisionTrace | None = None  # the decision trace (--trace-level decisions): records and summary()
     show_trace_summary: bool = False  # --summarize-trace: print the trace summary section
+    intervals: dict | None = None  # --intervals: prediction intervals of the headline metrics (report/intervals.py)
 
     def stdout_text(self) -> str:
         parts: list[str] = []
@@ -56,6 +57,9 @@ class Results:
         parts.append(slo_text(self.slo))
         if self.trace is not None and self.show_trace_summary:
             parts.append(summary_text(self.trace.summary()))
+        if self.intervals is not None:
+            parts.append(f"=== Prediction Intervals ({self.intervals['level']:.0%}) ===\n")
+            parts.append(_json(self.intervals))
         return "".join(parts)
 
     def to_file_dict(self) -> dict:
@@ -65,6 +69,8 @@ class Results:
         block keeps the reference layout."""
         out = dict(self.cluster)
         out["latency_model"] = self.latency_model
+        if self.intervals is not None:
+            out["prediction_intervals"] = self.intervals
         out["requests"] = self.requests if self.requests is not None else []
         return out
 
