@@ -7,13 +7,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
-from mfu_fixtures import make_step
+from mfu_fixtures import make_step, write_tables
 
 from blis_sim.errors import InputError
 from blis_sim.latency.hardware import load_hardware
 from blis_sim.latency.hf_config import load_model_config
 from blis_sim.latency.mfu.fitted import load_packaged_efficiency
+from blis_sim.latency.mfu.tables import MFUDatabase
 from blis_sim.latency.roofline_v1 import RooflineV1
 from blis_sim.latency.roofline_v2 import RooflineV2, _Shapes
 
@@ -83,12 +85,32 @@ def test_unquantized_models_price_as_before():
         assert {(d.act_bytes, d.weight_bytes, d.peak_factor) for d in s.dtypes.values()} == {(2.0, 2.0, 1.0)}
 
 
-def test_mla_is_refused_not_mispriced(tmp_path):
-    raw = json.loads((DATA / "model_configs" / "qwen3-30b-a3b" / "config.json").read_text())
-    raw.update(kv_lora_rank=512, qk_rope_head_dim=64, q_lora_rank=1536, qk_nope_head_dim=128, v_head_dim=128)
-    (tmp_path / "config.json").write_text(json.dumps(raw))
-    with pytest.raises(InputError, match="multi-head latent attention .* is not priced by the roofline models"):
-        _Shapes(load_model_config(tmp_path), 1, 2.0)
+def test_mla_prices_the_latent_not_heads(tmp_path):
+    """DeepSeek's multi-head latent attention: decode reads one latent of kv_lora_rank + qk_rope_head_dim values per
+    token and layer for all heads, and at 128 heads its FLOPs, not its bytes, bound the attention."""
+    lite, v3 = cfg("deepseek-v2-lite"), cfg("deepseek-v3")
+    s = _Shapes(lite, 1, 2.0)
+    assert s.mla and s.decode_kv_bytes_per_ctx == (512 + 64) * 2
+    assert [g[0] for g in s.attn_gemms] == ["q", "kv_a", "kv_b", "o"]  # V2-Lite: no query compression
+    assert s.attn_gemms[2] == ("kv_b", 512, 16 * (128 + 128))
+    s3 = _Shapes(v3, 8, 2.0)
+    assert [g[0] for g in s3.attn_gemms] == ["q_kv_a", "q_b", "kv_b", "o"]
+    assert s3.attn_gemms[0] == ("q_kv_a", 7168, 1536 + 512 + 64)  # replicated on every rank
+    assert s3.attn_gemms[1] == ("q_b", 1536, 16 * 192)  # 128 heads / TP 8
+    assert s3.dtypes["experts"].peak_factor == 2.0  # V3 ships FP8 weights
+    m = v2("deepseek-v2-lite", tp=1)
+    bytes_bound = s.decode_kv_bytes_per_ctx / (3.35e12 * load_packaged_efficiency("H100").decode.eta)
+    flops_bound = s.decode_flops_per_ctx / (989.5e12 * load_packaged_efficiency("H100").prefill.mu)
+    per_ctx = m.decode_attention.row(1).many(np.array([1.0, 2.0]))  # seconds per layer at mean contexts 1 and 2
+    assert per_ctx[1] - per_ctx[0] == pytest.approx(max(bytes_bound, flops_bound), rel=1e-9)
+    assert m.step_time(make_step([(0, 1024)], [4096] * 8)) > m.decode_step_time(8, 8 * 4096) > 0
+
+
+def test_mla_has_no_kernel_tables(tmp_path):
+    tiny_db = MFUDatabase.load(write_tables(tmp_path), "H100", 989.5, 3.35)
+    hw = load_hardware(DATA / "hardware_config.json", "H100").for_v2()
+    with pytest.raises(InputError, match="no multi-head latent attention"):
+        RooflineV2.from_tables(cfg("deepseek-v2-lite"), hw, 1, tiny_db)
 
 
 def test_fp8_moe_step_breakdown_adds_up():

@@ -167,6 +167,10 @@ class RooflineV2(AlphaOverheads):
     def from_tables(cls, model_cfg: ModelConfig, hw: HardwareCalib, tp: int, db: MFUDatabase,
                     alpha: Sequence[float] = (0.0, 0.0, 0.0)) -> "RooflineV2":
         s = _Shapes(model_cfg, tp, hw.fp8_peak_factor)
+        if s.mla:
+            raise InputError(f"--bench-data-path: the kernel tables have no multi-head latent attention of "
+                             f"{model_cfg.source or 'the model'}; drop --bench-data-path to price it with the shipped "
+                             "fitted kernel model")
         peak, bw = hw.tflops_peak * 1e12, hw.bw_peak_tbs * 1e12
         gemm = GemmLookup(db.gemm, peak, bw, monotone=True)
         gemm_seconds = gemm.seconds
@@ -218,9 +222,10 @@ class RooflineV2(AlphaOverheads):
             return g.seconds(m, k, n, dtype, peak, bw)
 
         prefill = _FittedPrefill(eff, s.heads_per_gpu, s.head_dim, peak)
-        kv_bytes_per_ctx = 2 * s.kv_heads_per_gpu * s.head_dim * s.kv_bytes  # one layer, one token of context
-        decode = _FittedDecode(eff.decode.t0_us * 1e-6, kv_bytes_per_ctx / (bw * eff.decode.eta),
-                               f"fitted ({eff.source})")
+        per_ctx = s.decode_kv_bytes_per_ctx / (bw * eff.decode.eta)  # one layer, one token of context
+        if s.decode_flops_per_ctx:  # MLA: compute-heavy decode, at the attention kernels' fitted compute efficiency
+            per_ctx = max(per_ctx, s.decode_flops_per_ctx / (peak * eff.prefill.mu))
+        decode = _FittedDecode(eff.decode.t0_us * 1e-6, per_ctx, f"fitted ({eff.source})")
         kernels = {"kernels": "fitted", "efficiency_model": eff.source, "fitted_on": eff.gpu}
         return cls(model_cfg, hw, tp, gemm_seconds, prefill, decode, kernels, alpha)
 
@@ -405,10 +410,6 @@ class _Shapes:
         self.kv_heads_per_gpu = max(1, Hkv // tp)  # fewer KV heads than GPUs: each GPU holds a replica
         self.kv_bytes = m.bytes_per_param
         dh = self.head_dim
-        if m.is_mla:
-            raise InputError(f"{where}: multi-head latent attention (kv_lora_rank {m.kv_lora_rank}) is not priced by "
-                             "the roofline models yet; its KV capacity is derived, but attention and its projections "
-                             "would be priced as ordinary heads")
         # Element sizes per part of the model (ModelConfig.precision, from quantization_config and its ignore
         # lists): activations and KV in the model dtype (BF16 at least for outputs), weights as stored. A W8A8 FP8
         # part runs on the GPU's FP8 tensor peak with 1-byte activations; on a GPU without FP8 tensor cores
@@ -428,6 +429,36 @@ class _Shapes:
         self.gemm_dtype = self.dtypes["attn"]
         qkv = (self.heads_per_gpu + 2 * self.kv_heads_per_gpu) * dh
         self.attn_gemms: list[tuple[str, int, int]] = [("qkv", D, qkv), ("o", self.heads_per_gpu * dh, D)]
+        # decode attention per layer and token of context: KV bytes read, and FLOPs (0: bandwidth-bound, as the
+        # fitted decode model measures ordinary heads)
+        self.decode_kv_bytes_per_ctx = 2 * self.kv_heads_per_gpu * dh * self.kv_bytes
+        self.decode_flops_per_ctx = 0.0
+        self.mla = m.is_mla
+        rope_dims = (self.heads_per_gpu + self.kv_heads_per_gpu) * dh  # rotary applies to q and k
+        norm_extra = 0
+        if m.is_mla:
+            # DeepSeek's multi-head latent attention as vLLM runs it: the latent projections are replicated (one
+            # fused q_a + kv_a GEMM when queries are compressed), the up-projections column-parallel, o_proj
+            # row-parallel. Decode absorbs kv_b into the query and the output, so every head attends over the
+            # shared latent of c + r values per token: the KV read is one latent per token (not per head), and the
+            # FLOPs are 2·H/t·(c + r) for the scores plus 2·H/t·c for the values per token of context, which at 128
+            # heads is close to the GPU's ridge point: priced as the larger of bytes and FLOPs. Prefill decompresses
+            # the latents (kv_b over the step's tokens) and runs ordinary attention with q/k heads of n + r and
+            # value heads of v, priced with the mean head width (n + r + v) / 2.
+            c, r, nope, v, ql = m.kv_lora_rank, m.qk_rope_head_dim, m.qk_nope_head_dim, m.v_head_dim, m.q_lora_rank
+            hg = self.heads_per_gpu
+            qk = nope + r
+            if ql:
+                gemms = [("q_kv_a", D, ql + c + r), ("q_b", ql, hg * qk)]
+            else:
+                gemms = [("q", D, hg * qk), ("kv_a", D, c + r)]
+            self.attn_gemms = gemms + [("kv_b", c, hg * (nope + v)), ("o", hg * v, D)]
+            self.head_dim = dh = (qk + v + 1) // 2
+            self.kv_heads_per_gpu = 1
+            self.decode_kv_bytes_per_ctx = (c + r) * self.kv_bytes
+            self.decode_flops_per_ctx = 2.0 * hg * (c + r) + 2.0 * hg * c
+            rope_dims = hg * r + r
+            norm_extra = 2 * (ql + c)  # the q_a and kv_a RMSNorms (read + write)
         ffn_gpu = -(-m.dense_ffn_size // tp)
         self.dense_mlp: list[tuple[str, int, int]] = [("gate_up", D, 2 * ffn_gpu), ("down", ffn_gpu, D)]
         self.num_experts = m.num_experts
@@ -445,8 +476,8 @@ class _Shapes:
         dense_layers = self.layers - self.moe_layers
         mlp = (dense_layers * 3 * ffn_gpu + self.moe_layers * 3 * (self.top_k * self.expert_ffn_per_gpu + shared)) \
             / self.layers
-        self.elementwise_bytes = (8 * D + 2 * (self.heads_per_gpu + self.kv_heads_per_gpu) * dh + mlp) * b \
-            + 2 * self.kv_heads_per_gpu * dh * self.kv_bytes
+        kv_write = self.decode_kv_bytes_per_ctx  # one token's KV (or latent) in one layer
+        self.elementwise_bytes = (8 * D + norm_extra + 2 * rope_dims + mlp) * b + kv_write
 
     def routing(self, m: float) -> tuple[float, float]:
         """(experts touched, tokens per touched expert) for m tokens under uniform top-k routing."""
