@@ -556,9 +556,25 @@ def _simulate(values: dict[str, Any], given: set[str]) -> int:
         logging_setup.release(emit=False)
         raise
     logging_setup.release()
+    sample = None
+    if isinstance(prepared, api.PreparedRun) and prepared.sessions is None:
+        # open loop: whether the server kept up is judged after the run on a sample of its requests
+        from dataclasses import replace
+
+        from .metrics.saturation import RequestSample
+
+        sample = RequestSample(prepared.requests)
+        prepared = replace(prepared, requests=sample)
     with _progress_display(prepared.expected_requests, cfg.output.quiet) as display:
         results = api.execute(prepared, progress=display, collect_requests=cfg.output.results_path is not None)
     log.info("wall-clock time of the run: %.3f s", time.perf_counter() - started)
+    if sample is not None:
+        from .metrics.saturation import run_warning
+
+        end_tick = round(results.cluster["vllm_estimated_duration_s"] * 1e6)
+        warning = run_warning(sample, prepared.segments, end_tick)
+        if warning:
+            log.warning("%s", warning)
     if cfg.output.results_path is not None:
         try:
             write_results(results, cfg.output.results_path)

@@ -82,6 +82,23 @@ class Load:
 
 
 @dataclass(frozen=True, slots=True)
+class Served:
+    """What the measurement says about whether the server kept up at one point, as far as its files tell
+    (``evaluate/saturation.py`` judges it): request counts, latencies and the completion rate of the benchmark's own
+    summary, and per request (per-request files) arrival, time in vLLM's waiting queue and TTFT, in seconds."""
+
+    source: str  # the file(s) it was read from
+    sent: int | None = None
+    failed: int | None = None
+    failed_latency_s: float | None = None  # median latency of the failed requests (a timeout, or a fast rejection)
+    served_latency_s: float | None = None  # median latency of the successful ones
+    completed_rps: float | None = None  # completions per second as the benchmark tool computed them
+    arrival_s: tuple[float, ...] = ()
+    queue_s: tuple[float, ...] = ()
+    ttft_s: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Point:
     """One measured rate point or stage."""
 
@@ -92,6 +109,7 @@ class Point:
     stage: int | None = None  # staged experiments: index of the stage (all stages are one simulation)
     excluded: str = ""  # non-empty: reported but kept out of the averages, with this reason
     notes: tuple[str, ...] = ()  # caveats worth showing next to the point (e.g. heuristic rate assignment)
+    served: Served | None = None  # evidence of whether the measured server kept up (None: the files hold none)
 
 
 @dataclass(frozen=True, slots=True)

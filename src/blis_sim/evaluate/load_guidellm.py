@@ -5,12 +5,16 @@ Metrics come from, in this order: ``per_benchmark_server_metrics.json`` (server 
 ITL decode-only when recorded), the guidellm report (``guidellm-results.json`` / ``benchmarks.json``, client side)
 or ``guidellm-summary.json`` (client side). Throughput comes from the guidellm files when they exist. A sweep's
 benchmarks become points: ``synchronous`` (one request at a time), ``throughput`` (all at once: a saturation test,
-reported but kept out of the averages), ``constant`` (evenly spaced) and ``poisson``.
+reported but kept out of the averages), ``constant`` (evenly spaced) and ``poisson``. A ``per_request.csv`` beside
+them (derived from vLLM's request traces) gives each point its requests' arrivals, times in queue and TTFTs, the
+evidence of whether the server kept up (``Point.served``, judged in ``saturation``).
 """
 
 from __future__ import annotations
 
 import ast
+import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -26,8 +30,19 @@ from .experiment import (
     Failure,
     Load,
     Point,
+    Served,
 )
-from .fields import Fields, GroundTruthError, as_float, as_int, measured_metrics, read_json, read_profile, read_yaml
+from .fields import (
+    Fields,
+    GroundTruthError,
+    as_float,
+    as_int,
+    measured_metrics,
+    read_json,
+    read_profile,
+    read_text,
+    read_yaml,
+)
 from .load_combined import synthetic_lengths
 from .vllm_log import ServerLog, read_server_files, server_settings
 
@@ -35,6 +50,7 @@ FORMAT = "guidellm"
 SERVER_METRICS = "per_benchmark_server_metrics.json"
 REPORT_FILES = ("guidellm-results.json", "benchmarks.json")
 SUMMARY = "guidellm-summary.json"
+PER_REQUEST = "per_request.csv"
 _SATURATION = "throughput benchmark: a saturation test (every request sent at once)"
 
 
@@ -202,12 +218,40 @@ def load_guidellm_folder(folder: Path, name: str | None = None) -> tuple[Experim
         raise GroundTruthError(folder, "", f"no metrics file ({SERVER_METRICS}, {', '.join(REPORT_FILES)} or "
                                            f"{SUMMARY})")
     log = read_server_files(folder)
-    return _build(folder, name or folder.name, exp_cfg, profile, report, report_path, benches, side, log)
+    per_request, note = read_per_request(folder / PER_REQUEST)
+    return _build(folder, name or folder.name, exp_cfg, profile, report, report_path, benches, side, log, per_request,
+                  (note,) if note else ())
+
+
+PerRequest = tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]  # arrival, queue, TTFT (s) per request
+
+
+def read_per_request(path: Path) -> tuple[dict[int, PerRequest], str]:
+    """``per_request.csv`` (derived from vLLM's request traces) per ``benchmark_index``: each request's
+    ``arrival_s``, ``queue_s`` (time in vLLM's waiting queue) and ``ttft_s``. The file is evidence of queueing only:
+    when absent or unreadable the experiment is evaluated without it ({} and a note saying why)."""
+    if not path.is_file():
+        return {}, ""
+    out: dict[int, tuple[list[float], list[float], list[float]]] = {}
+    try:
+        rows = csv.DictReader(io.StringIO(read_text(path), newline=""))
+        for line, row in enumerate(rows, start=2):
+            values = [as_float(row.get(k)) for k in ("arrival_s", "queue_s", "ttft_s")]
+            index = as_int(row.get("benchmark_index"))
+            if index is None or any(v is None or v < 0 for v in values):
+                return {}, (f"{path}: line {line}: benchmark_index, arrival_s, queue_s and ttft_s must be numbers "
+                            ">= 0: the file is not used")
+            lists = out.setdefault(index, ([], [], []))
+            for column, value in zip(lists, values):
+                column.append(value)  # type: ignore[arg-type]
+    except (GroundTruthError, csv.Error) as exc:
+        return {}, f"{path}: not used ({exc})"
+    return {i: (tuple(a), tuple(q), tuple(t)) for i, (a, q, t) in out.items()}, ""
 
 
 def load_guidellm_report(raw: Any, path: Path) -> tuple[Experiment, list[Failure]]:
     return _build(path, path.stem, None, None, raw, path, _report_benchmarks(raw, path), "client",
-                  read_server_files(path.parent))
+                  read_server_files(path.parent), {}, ())
 
 
 def _optional_yaml(path: Path) -> Fields | None:
@@ -218,8 +262,8 @@ def _optional_yaml(path: Path) -> Fields | None:
 
 
 def _build(where: Path, name: str, exp_cfg: Fields | None, profile: Fields | None, report: Any,
-           report_path: Path | None, benches: list[_Bench], side: str,
-           log: ServerLog) -> tuple[Experiment, list[Failure]]:
+           report_path: Path | None, benches: list[_Bench], side: str, log: ServerLog,
+           per_request: dict[int, PerRequest], notes: tuple[str, ...]) -> tuple[Experiment, list[Failure]]:
     args = Fields(report["args"], report_path, "args") if report is not None else None
     model = _first_str(exp_cfg, "model") or log.served_model() or (
         args.raw("model", None) if args is not None else None)
@@ -237,7 +281,7 @@ def _build(where: Path, name: str, exp_cfg: Fields | None, profile: Fields | Non
         label = f"{b.index} {b.strategy}" + (f" {b.rate:.4g} rps" if b.rate and b.strategy in ("constant", "poisson")
                                              else "")
         try:
-            points.append(_point(b, label, max_requests))
+            points.append(_point(b, label, max_requests, per_request.get(b.index)))
         except GroundTruthError as exc:
             failed.append(Failure(name, label, str(b.source), str(exc)))
     server, tp = server_settings(where, exp_cfg, log)
@@ -246,6 +290,7 @@ def _build(where: Path, name: str, exp_cfg: Fields | None, profile: Fields | Non
         name=name, format=FORMAT, source=str(where), model=model, gpu=None, tp=tp,
         vllm_version=log.version, version_source=log.source if log.version else "",
         server=server, workload=workload, lengths=synthetic_lengths(data), points=tuple(points), metric_side=side,
+        notes=notes,
     )
     return exp, failed
 
@@ -273,7 +318,7 @@ def _data_block(where: Path, profile: Fields | None, args: Fields | None) -> Fie
     raise GroundTruthError(where / "profile.yaml", "data", "missing (the request lengths are needed)")
 
 
-def _point(b: _Bench, label: str, max_requests: int | None) -> Point:
+def _point(b: _Bench, label: str, max_requests: int | None, requests: PerRequest | None = None) -> Point:
     count = max_requests or b.count
     if not count:
         raise GroundTruthError(b.source, "num_requests", "missing (how many requests the benchmark sent)")
@@ -295,4 +340,7 @@ def _point(b: _Bench, label: str, max_requests: int | None) -> Point:
     else:
         raise GroundTruthError(b.source, b.strategy_field, f"{b.strategy!r} benchmarks cannot be simulated yet "
                                                            "(synchronous, throughput, constant and poisson can)")
-    return Point(label, load, measured, b.itl, excluded=excluded, notes=b.notes)
+    served = None
+    if requests is not None:  # guidellm's errored requests are left out: they include requests vLLM rejected (400)
+        served = Served(PER_REQUEST, arrival_s=requests[0], queue_s=requests[1], ttft_s=requests[2])
+    return Point(label, load, measured, b.itl, excluded=excluded, notes=b.notes, served=served)

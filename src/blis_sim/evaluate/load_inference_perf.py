@@ -13,7 +13,8 @@ counts streamed chunks as tokens, so ITL is (E2E mean - TTFT mean) / (output len
 length when ``ignore_eos`` fixes it, else the measured mean. Throughput is output tokens per second (requests per
 second x the fixed output length under ``ignore_eos``, since the client's re-tokenised count is biased). A stage whose
 failures exceed 1% of its requests, or whose completions fall 10% short of the requested rate, is overloaded: reported,
-kept out of the averages.
+kept out of the averages. The counts, the completion rate and the median latencies of failed and successful requests
+are also kept as the evidence of whether the server kept up (``Point.served``, judged in ``saturation``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .experiment import (
     LengthDist,
     Load,
     Point,
+    Served,
     SharedPrefixPool,
     SyntheticLengths,
 )
@@ -179,7 +181,22 @@ def _stage_point(path: Path, label: str, index: int, rate: float, duration: floa
     elif achieved is not None and achieved < 0.9 * rate:
         excluded = f"overloaded: {achieved:.3g} completions/s at {rate:g} requests/s sent"
     count = num_sent or round(rate * duration)
-    return Point(label, Load(pattern, rate, count, duration), measured, ITL_POOLED, stage=index, excluded=excluded)
+    served = Served(str(path), sent=num_sent or None, failed=num_fail, completed_rps=achieved,
+                    failed_latency_s=_median(fail, "request_latency"), served_latency_s=_median(ok, "latency"))
+    return Point(label, Load(pattern, rate, count, duration), measured, ITL_POOLED, stage=index, excluded=excluded,
+                 served=served)
+
+
+def _median(f: Fields | None, key: str) -> float | None:
+    """``f.<key>`` median (or ``request_latency`` median under it), seconds; None when not recorded or malformed
+    (evidence of saturation only: it never fails the stage)."""
+    try:
+        sub = f.sub(key, optional=True) if f is not None else None
+        if sub is not None and sub.has("request_latency"):
+            sub = sub.sub("request_latency")
+    except GroundTruthError:
+        return None
+    return as_float(sub.raw("median", None)) if sub is not None else None
 
 
 def _model(folder: Path, exp_cfg: Fields | None, server_cfg: Fields | None, log: ServerLog) -> str:

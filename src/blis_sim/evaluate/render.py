@@ -1,4 +1,5 @@
-"""The terminal view of an evaluation: rich tables of MAPE per experiment and per group, then what failed."""
+"""The terminal view of an evaluation: rich tables of MAPE per experiment and per group, the points where the
+simulated or the measured server did not keep up, then what failed."""
 
 from __future__ import annotations
 
@@ -59,15 +60,60 @@ def _signed(value: float | None) -> str:
     return "-" if value is None else f"{value:+.1f}%"
 
 
+def _kept_up(value: bool | None) -> str:
+    return {True: "yes", False: "NO", None: "?"}[value]
+
+
+def saturation_table(report: dict) -> Table | None:
+    """Every point where either side did not keep up, with both verdicts and their reasons (None: no such point)."""
+    t = Table(title="Kept up with the offered load? (points where either side did not; every point in the JSON "
+                    "report)", title_justify="left")
+    t.add_column("experiment", overflow="fold")
+    t.add_column("point", overflow="fold")
+    t.add_column("sim", justify="center")
+    t.add_column("measured", justify="center")
+    t.add_column("simulated: why", overflow="fold", ratio=1)
+    t.add_column("measured: why", overflow="fold", ratio=1)
+    for e in report["experiments"]:
+        for p in e.get("point_results", []):
+            if p.get("kept_up_sim") is False or p.get("kept_up_measured") is False:
+                t.add_row(e["name"], p["label"], _kept_up(p["kept_up_sim"]), _kept_up(p["kept_up_measured"]),
+                          p["kept_up_sim_reason"] or "-", p["kept_up_measured_reason"] or "-")
+    return t if t.row_count else None
+
+
+def saturation_line(summary: dict) -> str:
+    """The verdict counts in one sentence."""
+    s = summary
+    text = (f"kept up with the offered load: {s['judged_both']} of {s['points']} points judged on both sides, "
+            f"{s['agree']} agree ({s['agree_kept_up']} kept up, {s['agree_saturated']} saturated), "
+            f"{s['disagree']} disagree: {s['false_saturations']} false saturation(s) (simulated saturated, measured "
+            f"kept up), {s['missed_saturations']} missed saturation(s); saturated: {s['saturated_simulated']} "
+            f"simulated, {s['saturated_measured']} measured; unknown: {s['unknown_simulated']} simulated, "
+            f"{s['unknown_measured']} measured")
+    pts = [f"{p['experiment']} [{p['point']}]" for p in s["false_saturation_points"]]
+    if pts:
+        text += f"\nfalse saturations: {', '.join(pts)}"
+    pts = [f"{p['experiment']} [{p['point']}]" for p in s["missed_saturation_points"]]
+    if pts:
+        text += f"\nmissed saturations: {', '.join(pts)}"
+    return text
+
+
 def print_report(report: dict, console: Console | None = None) -> None:
     console = console or Console(width=200, soft_wrap=False)
     console.print(experiments_table(report))
     console.print(summary_table(report))
+    saturation = saturation_table(report)
+    if saturation is not None:
+        console.print(saturation)
     s = report["settings"]
     console.print(f"latency model {s['latency_model']}; engine loop {s['engine_loop']}"
                   + ("" if s["async_available"] else " (asynchronous loop not available yet: synchronous used)")
                   + f"; at most {s['requests_per_point']} requests simulated per point; "
                   f"{report['wall_time_s']:.1f} s")
+    if "saturation" in report:
+        console.print(saturation_line(report["saturation"]), markup=False, highlight=False, soft_wrap=True)
     if report["excluded"]:
         console.print(f"excluded from the averages: {len(report['excluded'])} point(s) "
                       f"(saturation tests and overloaded stages; predictions in the JSON report)")

@@ -3,7 +3,8 @@ behind ``blis evaluate``).
 
 Per experiment it resolves the model config, the GPU entry, the KV blocks and the engine loop (``resolve``), builds
 one ``RunPlan`` per point (one per experiment for staged loads), runs the plans on a process pool (largest first;
-results are put back in experiment and point order, so the report never depends on scheduling), and scores them.
+results are put back in experiment and point order, so the report never depends on scheduling), scores them, and
+judges per point whether the simulated and the measured server kept up with the load (``saturation``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .. import api
@@ -38,6 +39,7 @@ from .resolve import (
     packaged_hardware_config,
     wants_async,
 )
+from .saturation import judge, summary
 from .scoring import ScoredPoint, aggregate, group
 from .simulate import RunOutcome, RunPlan, run_plan
 
@@ -121,7 +123,7 @@ def evaluate(ground_truth: Path | str, options: Options = Options(), progress: P
         if ctx["engine_loop_wanted"] == "async" and ctx["engine_loop"] == "sync":
             sync_fallback.append(exp.name)
         contexts[exp.name] = ctx
-        plans.extend(exp_plans)
+        plans.extend(replace(plan, saturation=True) for plan in exp_plans)
     if sync_fallback:
         log.warning("the asynchronous engine loop (ENGINE.md §7.8) is not available in this version yet: %d "
                     "experiment(s) measured with an asynchronous vLLM are simulated with the synchronous loop",
@@ -138,6 +140,7 @@ def evaluate(ground_truth: Path | str, options: Options = Options(), progress: P
         plans = [plans[i] for i in kept]
         outcomes = [outcomes[i] for i in kept]
     points, failed_points = score_outcomes(gt, outcomes, plans, contexts, options)  # type: ignore[arg-type]
+    judge(gt.experiments, points)
     failed.extend(failed_points)
     if not points and stopped is not None:
         raise stopped
@@ -342,7 +345,7 @@ def score_outcomes(gt: GroundTruth, outcomes: list[RunOutcome], plans: list[RunP
             failed.extend(Failure(exp.name, exp.points[i].label, exp.source, outcome.error) for i in plan.points)
             continue
         for pred, (_, count) in zip(outcome.predictions, plan.loads):
-            predicted[(exp.name, pred.point)] = (pred, count, outcome.warnings)
+            predicted[(exp.name, pred.point)] = (pred, count, outcome.warnings, outcome.light_load)
     points: list[ScoredPoint] = []
     for exp in gt.experiments:
         ctx = contexts[exp.name]
@@ -350,7 +353,7 @@ def score_outcomes(gt: GroundTruth, outcomes: list[RunOutcome], plans: list[RunP
             entry = predicted.get((exp.name, i))
             if entry is None:
                 continue  # failed above (its reason is in failed)
-            pred, count, warnings = entry
+            pred, count, warnings, light = entry
             if not pred.predicted:
                 failed.append(Failure(exp.name, p.label, exp.source,
                                       "no simulated request completed" + (f" ({'; '.join(pred.notes)})"
@@ -364,7 +367,7 @@ def score_outcomes(gt: GroundTruth, outcomes: list[RunOutcome], plans: list[RunP
                 experiment=exp.name, label=p.label, model=model_key(exp.model), hardware=ctx["hardware"],
                 workload=exp.workload, measured=dict(p.measured), predicted=pred.predicted, rate=p.load.rate,
                 pattern=p.load.pattern, simulated_requests=count, measured_requests=p.load.num_requests,
-                excluded=p.excluded, notes=notes,
+                excluded=p.excluded, notes=notes, index=i, sim_queue=pred.queue, light_load=light,
             ))
     return points, failed
 
@@ -402,6 +405,7 @@ def _report(gt: GroundTruth, ev: Evaluation, options: Options, wall: float, sync
         "experiments": ev.experiments,
         "failed": [f.to_dict() for f in ev.failed],
         "excluded": [{"experiment": p.experiment, "point": p.label, "reason": p.excluded} for p in pts if p.excluded],
+        "saturation": summary(pts),
         "duplicates_skipped": gt.duplicates,
         "async_fallback_experiments": sync_fallback,
         "wall_time_s": round(wall, 3),

@@ -6,6 +6,10 @@ predicts more than was measured) and its absolute value. An aggregate over a set
 skewed), the mean signed error (the bias), how many points each metric averages, and ``points`` (how many points the
 aggregate covers). Points are weighted equally: an experiment with ten rate points counts ten times. Excluded points
 (saturation tests, overloaded stages) and failed points are never in an aggregate; they are listed separately.
+
+Each point also carries whether the simulated and the measured server kept up with its load (``kept_up_sim``,
+``kept_up_measured``: True, False, or None when unknown, each with its reason; ``evaluate/saturation.py``). They are
+reported for every point, excluded ones included, and change no aggregate.
 """
 
 from __future__ import annotations
@@ -34,6 +38,13 @@ class ScoredPoint:
     measured_requests: int = 0
     excluded: str = ""
     notes: list[str] = field(default_factory=list)
+    index: int = -1  # the point's position in its experiment (-1: unknown)
+    sim_queue: dict | None = None  # the simulated requests' queue growth (metrics.saturation.QueueGrowth.to_dict)
+    light_load: dict | None = None  # simulated light-load TTFT and E2E (ms) of the experiment's workload
+    kept_up_sim: bool | None = None
+    kept_up_sim_reason: str = ""
+    kept_up_measured: bool | None = None
+    kept_up_measured_reason: str = ""
 
     def signed_pct(self) -> dict[str, float]:
         return {m: 100.0 * (self.predicted[m] - v) / v for m, v in self.measured.items() if m in self.predicted}
@@ -54,6 +65,11 @@ class ScoredPoint:
             "error_pct": {m: signed[m] for m in METRICS if m in signed},
             "abs_error_pct": {m: abs(signed[m]) for m in METRICS if m in signed},
             "excluded": self.excluded or None,
+            "kept_up_sim": self.kept_up_sim,
+            "kept_up_sim_reason": self.kept_up_sim_reason or None,
+            "kept_up_measured": self.kept_up_measured,
+            "kept_up_measured_reason": self.kept_up_measured_reason or None,
+            "saturation_evidence": {"simulated_queue": self.sim_queue, "light_load": self.light_load},
             "notes": self.notes,
         }
 

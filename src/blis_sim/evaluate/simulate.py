@@ -18,8 +18,10 @@ from .. import api
 from ..config import SimulationConfig
 from ..errors import InputError
 from ..logging_setup import captured_warnings
+from ..metrics.saturation import growth_from_records
 from ..workload.description import PromptPool, WorkloadDescription
 from .experiment import ITL_BLIS, ITL_DECODE, ITL_POOLED, SEQUENTIAL, Load
+from .saturation import light_load
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,8 @@ class RunPlan:
     workload: WorkloadDescription  # one stage per point, in the order of ``points``
     loads: tuple[tuple[Load, int], ...]  # per point: its load and how many requests to simulate
     itl_definitions: tuple[str, ...]
+    # also judge whether the simulated server kept up (queue growth per point, a light-load run): blis evaluate
+    saturation: bool = False
 
     @property
     def cost(self) -> int | float:
@@ -58,6 +62,7 @@ class PointPrediction:
     predicted: dict[str, float]
     simulated_requests: int
     notes: list[str] = field(default_factory=list)
+    queue: dict | None = None  # with RunPlan.saturation: metrics.saturation.QueueGrowth.to_dict of its requests
 
 
 @dataclass
@@ -67,6 +72,7 @@ class RunOutcome:
     error: str = ""  # the run failed: every point of the plan failed with this reason
     wall_s: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    light_load: dict | None = None  # with RunPlan.saturation: evaluate.saturation.light_load of the plan
 
 
 def run_plan(plan: RunPlan) -> RunOutcome:
@@ -77,6 +83,7 @@ def run_plan(plan: RunPlan) -> RunOutcome:
             prepared = api.prepare(plan.cfg, plan.workload)
             requests = list(prepared.requests)  # kept: each point's records are found through its requests
             results = api.execute(replace(prepared, requests=requests), collect_requests=True)
+            light = _light_load(plan) if plan.saturation else None
         except InputError as exc:
             return RunOutcome(plan.experiment, [], error=str(exc), wall_s=time.perf_counter() - started)
         except Exception as exc:  # noqa: BLE001 - one broken run must not stop an evaluation; report it instead
@@ -94,8 +101,18 @@ def run_plan(plan: RunPlan) -> RunOutcome:
         if load.pattern == SEQUENTIAL and _overlapping(recs):
             notes.append("sequential requests overlapped in the simulation")
         predicted = point_metrics(recs, itl, load.pattern == SEQUENTIAL) if recs else {}
-        predictions.append(PointPrediction(point, predicted, seg.stop - seg.start, notes))
-    return RunOutcome(plan.experiment, predictions, wall_s=time.perf_counter() - started, warnings=warnings)
+        queue = growth_from_records(recs).to_dict() if plan.saturation else None
+        predictions.append(PointPrediction(point, predicted, seg.stop - seg.start, notes, queue))
+    return RunOutcome(plan.experiment, predictions, wall_s=time.perf_counter() - started, warnings=warnings,
+                      light_load=light)
+
+
+def _light_load(plan: RunPlan) -> dict | None:
+    """The plan's light-load run; a failure leaves the points without it (their TTFT level is not judged)."""
+    try:
+        return light_load(plan.cfg, plan.workload)
+    except Exception:  # noqa: BLE001 - evidence only: the points are scored whatever happens here
+        return None
 
 
 def point_metrics(records: list[dict], itl_definition: str, sequential: bool) -> dict[str, float]:
