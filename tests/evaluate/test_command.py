@@ -164,3 +164,23 @@ def test_an_empty_ground_truth_path_is_refused(capsys, command, value):
     out = capsys.readouterr()
     assert rc == 2 and out.out == ""
     assert out.err == "blis: error: --ground-truth: an empty path (give a ground-truth file or a folder of them)\n"
+
+
+def test_intervals_only_with_the_packaged_constants():
+    """Points get the packaged 80% intervals of their latency model (v2 by default) around each prediction; with
+    other constants (their errors are not the calibrated ones) they get none."""
+    from blis_sim.report.intervals import packaged_intervals
+
+    ev = evaluate(FIXTURES / "tree" / "combined.json", Options(jobs=1, requests_per_point=8))
+    ivs = packaged_intervals()["roofline-v2"]
+    assert {e["latency_model"] for e in ev.experiments} == {"roofline-v2"}
+    for p in ev.points:
+        for m, (lo, hi) in p.intervals.items():
+            expected = ivs.metrics[m].around(p.predicted[m])
+            assert (lo, hi) == pytest.approx(expected)
+    assert "interval_coverage" in ev.report["overall"] and "holdout" in ev.report
+    from blis_sim.evaluate.runner import hardware_config_path
+
+    handset = evaluate(FIXTURES / "tree" / "combined.json", Options(jobs=1, requests_per_point=8,
+                                                                     hardware_config=hardware_config_path("handset")))
+    assert all(p.intervals is None for p in handset.points)

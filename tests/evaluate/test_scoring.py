@@ -65,3 +65,17 @@ def test_point_metrics_per_itl_definition():
 
 def test_point_metrics_without_completions():
     assert point_metrics([_rec(0.0, 0.0, 0.0, 5)], ITL_DECODE, sequential=False) == {}
+
+
+def test_interval_coverage_counts_measured_values_inside():
+    inside = _pt("a", {"ttft_mean_ms": 100.0, "itl_mean_ms": 10.0}, {"ttft_mean_ms": 90.0, "itl_mean_ms": 12.0})
+    inside.intervals = {"ttft_mean_ms": (85.0, 130.0), "itl_mean_ms": (11.0, 14.0)}  # ttft in, itl out (10 < 11)
+    outside = _pt("b", {"ttft_mean_ms": 100.0}, {"ttft_mean_ms": 50.0})
+    outside.intervals = {"ttft_mean_ms": (45.0, 70.0)}
+    none = _pt("c", {"ttft_mean_ms": 100.0}, {"ttft_mean_ms": 100.0})  # no interval: not counted
+    assert inside.inside() == {"ttft_mean_ms": True, "itl_mean_ms": False}
+    agg = aggregate([inside, outside, none])
+    assert agg["interval_coverage"]["ttft_mean_ms"] == pytest.approx(0.5)
+    assert agg["interval_coverage"]["itl_mean_ms"] == 0.0 and agg["interval_coverage"]["e2e_mean_ms"] is None
+    d = inside.to_dict()["interval"]
+    assert d["ttft_mean_ms"] == {"low": 85.0, "high": 130.0, "inside": True}

@@ -53,7 +53,21 @@ def summary_table(report: dict) -> Table:
     o = report["overall"]
     t.add_row("overall median APE", str(o["points"]), *(_pct(o["median_ape"][m]) for m in METRICS))
     t.add_row("overall bias (signed)", str(o["points"]), *(_signed(o["bias_pct"][m]) for m in METRICS))
+    cov = o.get("interval_coverage", {})
+    if any(v is not None for v in cov.values()):
+        t.add_row("overall 80% interval coverage", str(o["points"]), *(_share(cov.get(m)) for m in METRICS))
+    h = report.get("holdout")
+    if h and h["points"]:
+        t.add_row("held-out experiments: MAPE", str(h["points"]), *(_pct(h["mape"][m]) for m in METRICS),
+                  end_section=False)
+        hc = h.get("interval_coverage", {})
+        if any(v is not None for v in hc.values()):
+            t.add_row("held-out: 80% interval coverage", str(h["points"]), *(_share(hc.get(m)) for m in METRICS))
     return t
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.0f}%"
 
 
 def _signed(value: float | None) -> str:

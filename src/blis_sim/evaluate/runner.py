@@ -9,12 +9,14 @@ judges per point whether the simulated and the measured server kept up with the 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
+from importlib import resources
 from pathlib import Path
 
 from .. import api
@@ -24,6 +26,7 @@ from ..errors import InputError, Terminated
 from ..latency.hardware import load_hardware
 from ..latency.kv_capacity import kv_bytes_per_block
 from ..latency.select import has_efficiency_model
+from ..report.intervals import packaged_intervals
 from ..processes import init_worker, stop_pool
 from .discover import GroundTruth, load_ground_truth
 from .experiment import SEQUENTIAL, Experiment, Failure, SharedPrefixPool, to_workload_description
@@ -368,8 +371,30 @@ def score_outcomes(gt: GroundTruth, outcomes: list[RunOutcome], plans: list[RunP
                 workload=exp.workload, measured=dict(p.measured), predicted=pred.predicted, rate=p.load.rate,
                 pattern=p.load.pattern, simulated_requests=count, measured_requests=p.load.num_requests,
                 excluded=p.excluded, notes=notes, index=i, sim_queue=pred.queue, light_load=light,
+                intervals=_intervals(ctx.get("latency_model"), pred.predicted, options),
             ))
     return points, failed
+
+
+def _intervals(kind: str | None, predicted: dict[str, float], options: Options) -> dict | None:
+    """The packaged 80% intervals of ``kind`` around ``predicted``, when the run used the packaged constants (the
+    intervals were drawn from their residuals; other constants have other errors)."""
+    if options.hardware_config is not None or kind is None:
+        return None
+    ivs = packaged_intervals().get(kind)
+    if ivs is None:
+        return None
+    return {m: (v["low"], v["high"]) for m, v in ivs.apply(predicted).items()}
+
+
+def holdout_split(kind: str) -> set[str]:
+    """The experiments the packaged calibration of ``kind`` held out (src/blis_sim/data/calibration_h100.json)."""
+    path = resources.files("blis_sim") / "data" / "calibration_h100.json"
+    try:
+        record = json.loads(path.read_text(encoding="utf-8")).get(kind, {})
+    except (OSError, json.JSONDecodeError):
+        return set()
+    return set(record.get("split", {}).get("holdout", []))
 
 
 def _experiment_entries(gt: GroundTruth, points: list[ScoredPoint], contexts: dict[str, dict]) -> list[dict]:
@@ -381,6 +406,11 @@ def _experiment_entries(gt: GroundTruth, points: list[ScoredPoint], contexts: di
         entry["point_results"] = [p.to_dict() for p in mine]
         out.append(entry)
     return out
+
+
+def _holdout_of(ev: Evaluation) -> set[str]:
+    kinds = {e.get("latency_model") for e in ev.experiments}
+    return {name for kind in kinds if kind for name in holdout_split(kind)}
 
 
 def _report(gt: GroundTruth, ev: Evaluation, options: Options, wall: float, sync_fallback: list[str]) -> dict:
@@ -399,6 +429,8 @@ def _report(gt: GroundTruth, ev: Evaluation, options: Options, wall: float, sync
             "seed": options.seed,
         },
         "overall": aggregate(pts),
+        # the experiments the packaged calibration held out (fitted on neither the constants nor the intervals)
+        "holdout": aggregate([p for p in pts if p.experiment in _holdout_of(ev)]),
         "by_model": group(pts, "model"),
         "by_hardware": group(pts, "hardware"),
         "by_workload": group(pts, "workload"),

@@ -45,6 +45,15 @@ class ScoredPoint:
     kept_up_sim_reason: str = ""
     kept_up_measured: bool | None = None
     kept_up_measured_reason: str = ""
+    # 80% prediction interval per metric (low, high), from the packaged intervals of the point's latency model
+    # (report/intervals.py); None when the model has none or the constants are not the packaged ones
+    intervals: dict[str, tuple[float, float]] | None = None
+
+    def inside(self) -> dict[str, bool]:
+        """Per metric with an interval and a measurement: whether the measured value lies inside it."""
+        if not self.intervals:
+            return {}
+        return {m: lo <= self.measured[m] <= hi for m, (lo, hi) in self.intervals.items() if m in self.measured}
 
     def signed_pct(self) -> dict[str, float]:
         return {m: 100.0 * (self.predicted[m] - v) / v for m, v in self.measured.items() if m in self.predicted}
@@ -70,6 +79,8 @@ class ScoredPoint:
             "kept_up_measured": self.kept_up_measured,
             "kept_up_measured_reason": self.kept_up_measured_reason or None,
             "saturation_evidence": {"simulated_queue": self.sim_queue, "light_load": self.light_load},
+            "interval": ({m: {"low": lo, "high": hi, "inside": self.inside().get(m)}
+                          for m, (lo, hi) in self.intervals.items()} if self.intervals else None),
             "notes": self.notes,
         }
 
@@ -84,13 +95,17 @@ def aggregate(points: list[ScoredPoint]) -> dict:
     """MAPE, median absolute error and bias per metric over ``points`` (excluded ones skipped)."""
     used = [p for p in points if not p.excluded]
     signed = [p.signed_pct() for p in used]
-    out: dict = {"mape": {}, "median_ape": {}, "bias_pct": {}, "metric_points": {}, "points": len(used)}
+    inside = [p.inside() for p in used]
+    out: dict = {"mape": {}, "median_ape": {}, "bias_pct": {}, "metric_points": {}, "points": len(used),
+                 "interval_coverage": {}}
     for m in METRICS:
         errs = [s[m] for s in signed if m in s]
         out["mape"][m] = mape(errs)
         out["median_ape"][m] = statistics.median(abs(e) for e in errs) if errs else None
         out["bias_pct"][m] = sum(errs) / len(errs) if errs else None
         out["metric_points"][m] = len(errs)
+        flags = [i[m] for i in inside if m in i]
+        out["interval_coverage"][m] = sum(flags) / len(flags) if flags else None  # share inside the 80% interval
     return out
 
 
