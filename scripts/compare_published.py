@@ -71,7 +71,7 @@ DEFAULT_LATENCY_MODELS = ("roofline-v1", "roofline-v2")
 DEFAULT_MAX_REQUESTS = 1000
 DEFAULT_SEED = 42
 
-KNOWN_GPUS = ("H100", "A100-80GB", "A100-40GB", "L40S")
+KNOWN_GPUS = ("H100", "A100-80GB", "A100-80GB-PCIe", "A100-40GB", "L40S")
 LOAD_KINDS = ("rate", "concurrency", "offline")
 METRICS = ("ttft_mean_ms", "ttft_median_ms", "tpot_mean_ms", "tpot_median_ms", "itl_mean_ms", "itl_median_ms",
            "e2e_mean_ms", "e2e_median_ms", "output_tokens_per_s", "requests_per_s")

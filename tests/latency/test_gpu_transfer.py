@@ -36,18 +36,27 @@ def test_packaged_files_are_the_scripts_derivation(capsys):
 
 
 def test_efficiencies_and_host_overheads_carry_over_peaks_do_not():
+    script = _script()
     h100 = load_hardware(PACKAGED, "H100")
-    for gpu in ("H200", "A100-80", "A100-80GB", "A100-SXM", "A100-40GB", "L40S", "B200"):
+    for gpu in ("H200", "A100-80", "A100-80GB", "A100-SXM", "A100-80GB-PCIe", "A100-40GB", "L40S", "B200"):
         hw = load_hardware(PACKAGED, gpu)
-        for key in ("mfuPrefill", "mfuDecode", "BwEffConstant", "decodeKvBwEff", "TOverheadMicros",
-                    "requestOverheadMicros", "prefillOverheadMicros", "moeExperts", "tpScalingExponent"):
+        canonical = script.ALIASES.get(gpu, gpu)
+        mem = script.achievable_ratio(canonical, "memory")
+        for key in ("mfuPrefill", "mfuDecode", "TOverheadMicros", "requestOverheadMicros", "prefillOverheadMicros",
+                    "moeExperts", "tpScalingExponent"):
             assert hw.value(key) == h100.value(key), (gpu, key)
+        for key in ("BwEffConstant", "decodeKvBwEff"):  # streaming efficiencies: x the achievable-memory ratio
+            assert hw.value(key) == pytest.approx(h100.value(key) * mem, rel=1e-5), (gpu, key)
         v2, v2h = hw.for_v2(), h100.for_v2()
-        assert (v2.t_overhead_micros, v2.request_overhead_micros, v2.gemm_eta) == \
-            (v2h.t_overhead_micros, v2h.request_overhead_micros, v2h.gemm_eta)
+        assert (v2.t_overhead_micros, v2.request_overhead_micros) == (v2h.t_overhead_micros, v2h.request_overhead_micros)
+        assert v2.gemm_eta == pytest.approx(v2h.gemm_eta * mem, rel=1e-5)
         # the all-reduce bus bandwidth keeps its share of the link
         assert hw.all_reduce_bw_gbs / hw.link_bw_gbs == pytest.approx(h100.all_reduce_bw_gbs / h100.link_bw_gbs,
                                                                       rel=1e-5)
+    # BabelStream Triad (one harness): A100 SXM4 80GB 1.70 of 2.039 TB/s, H100 2.97 of 3.35
+    assert script.achievable_ratio("A100-80GB", "memory") == pytest.approx((1.70 / 2.039) / (2.97 / 3.35))
+    assert script.achievable_ratio("L40S", "memory") == 1.0  # no published measurement: unchanged
+    assert script.achievable_ratio("A100-80GB", "gemm") == 1.0  # recorded, not applied (module docstring)
     a100, l40s = load_hardware(PACKAGED, "A100-80GB"), load_hardware(PACKAGED, "L40S")
     assert (a100.tflops_peak, a100.bw_peak_tbs, a100.fp8_peak_factor) == (312.0, 2.039, 0.0)
     assert a100.all_reduce_latency == h100.all_reduce_latency  # NVLink on both
@@ -55,13 +64,20 @@ def test_efficiencies_and_host_overheads_carry_over_peaks_do_not():
     assert l40s.all_reduce_latency / h100.all_reduce_latency == pytest.approx(5.6 / 4.54, rel=1e-4)
     assert l40s.for_v2().all_reduce_latency / h100.for_v2().all_reduce_latency == pytest.approx(5.6 / 4.54, rel=1e-4)
     assert l40s.link_bw_gbs == 32 and l40s.fp8_peak_factor == pytest.approx(733 / 362.05)
+    pcie = load_hardware(PACKAGED, "A100-80GB-PCIe")
+    assert (pcie.bw_peak_tbs, pcie.link_bw_gbs) == (1.935, 32)
 
 
-def test_transferred_efficiency_models_are_the_h100_one():
+def test_transferred_efficiency_models_are_the_h100_one_scaled():
+    script = _script()
     h100 = load_packaged_efficiency("H100")
-    for gpu in ("H200", "A100-80GB", "A100-40GB", "L40S", "B200"):
+    for gpu in ("H200", "A100-80GB", "A100-80GB-PCIe", "A100-40GB", "L40S", "B200"):
         eff = load_packaged_efficiency(gpu)
-        assert (eff.gemm, eff.decode, eff.prefill) == (h100.gemm, h100.decode, h100.prefill)
+        mem = script.achievable_ratio(gpu, "memory")
+        assert (eff.gemm.t0_us, eff.gemm.mu, eff.gemm.p) == (h100.gemm.t0_us, h100.gemm.mu, h100.gemm.p)
+        assert eff.gemm.eta == pytest.approx(h100.gemm.eta * mem, rel=1e-5)
+        assert eff.decode.eta == pytest.approx(h100.decode.eta * mem, rel=1e-5)
+        assert eff.prefill == h100.prefill and eff.decode.t0_us == h100.decode.t0_us
         assert eff.gpu == gpu
         raw = json.loads((DATA / f"efficiency_{gpu.lower()}.json").read_text())
         assert raw["transferred_from"]["gpu"] == "H100"
@@ -79,7 +95,8 @@ def test_decode_steps_follow_the_bandwidth_ratio():
     h100, a100, l40s = _v2("H100"), _v2("A100-80GB"), _v2("L40S")
     host = h100._overhead_s(0, 64) * 1e6
     d_h, d_a = h100.decode_step_time(64, 64 * 2048), a100.decode_step_time(64, 64 * 2048)
-    assert (d_a - host) / (d_h - host) == pytest.approx(3.35 / 2.039, rel=0.15)
+    # the HBM ratio, and the A100's lower achievable share of it (BabelStream: x 0.940)
+    assert (d_a - host) / (d_h - host) == pytest.approx(3.35 / 2.039 / 0.940, rel=0.15)
     assert l40s.decode_step_time(64, 64 * 2048) > d_a  # 0.864 TB/s of GDDR6
     step = make_step([(0, 4096)], [])
     p_h, p_a = h100.step_time(step), a100.step_time(step)

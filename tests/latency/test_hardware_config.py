@@ -17,7 +17,8 @@ HANDSET = DATA / "hardware_config_handset.json"  # the hand-set constants of ROO
 ADDED = {"requestOverheadMicros", "allReduceBwGBs", "decodeKvBwEff", "moeExperts", "gemmEta"}  # terms added after error analysis
 PEAKS = {  # public datasheet figures: dense BF16 TFLOPS, HBM TB/s
     "H100": (989.5, 3.35), "H200": (989.5, 4.8), "A100-80": (312.0, 2.039), "A100-80GB": (312.0, 2.039),
-    "A100-SXM": (312.0, 2.039), "A100-40GB": (312.0, 1.555), "L40S": (362.05, 0.864), "B200": (2250.0, 8.0),
+    "A100-SXM": (312.0, 2.039), "A100-80GB-PCIe": (312.0, 1.935), "A100-40GB": (312.0, 1.555),
+    "L40S": (362.05, 0.864), "B200": (2250.0, 8.0),
 }
 H100_TABLE = {
     "TFlopsPeak": 989.5, "BwPeakTBs": 3.35, "BwEffConstant": 0.72, "TOverheadMicros": 50.0, "perLayerOverhead": 5.0,
