@@ -232,6 +232,11 @@ def _roofline(lat: LatencyConfig, eng: EngineConfig) -> ResolvedLatency:
     else:
         hw = _overridden(hw.for_v2(), lat.hardware_overrides)
         hw.check_v2()
+        if hw.efficiency_model and not has_efficiency_model(hw):
+            from .mfu.fitted import packaged_efficiency_names
+
+            raise InputError(f"hardware config entry {hw.name}: efficiencyModel {hw.efficiency_model!r} is not a "
+                             f"shipped efficiency model (shipped: {', '.join(packaged_efficiency_names())})")
         eff = load_packaged_efficiency(hw.efficiency_model or hw.name)
         model = RooflineV2.fitted(model_cfg, hw, tp, eff, lat.alpha_coeffs)
         log.info("latency model: roofline-v2 with the shipped fitted efficiency model %s (no --bench-data-path)",
