@@ -111,6 +111,7 @@ def test_moe_experts_weights_and_flops(hand_set):
     ("allReduceBwGBs", -5, "allReduceBwGBs must be a finite number >= 0"),
     ("decodeKvBwEff", 1.5, "decodeKvBwEff must be in (0, 1]"),
     ("moeExperts", 0.5, "moeExperts must be 0 or 1"),
+    ("flatStepOverhead", 2, "flatStepOverhead must be 0 or 1"),
 ])
 def test_added_keys_validated(tmp_path, key, value, message):
     entry = json.loads(HANDSET.read_text())["H100"]
@@ -119,6 +120,24 @@ def test_added_keys_validated(tmp_path, key, value, message):
     path.write_text(json.dumps({"H100": entry}))
     with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)").replace("]", r"\]")):
         load_hardware(path, "H100").check_v1()
+
+
+def test_flat_step_overhead(hand_set):
+    """flatStepOverhead = 1: TOverheadMicros per step whatever the batch; 0 (the reference): §6's growth with log2 of
+    the batch (x2.725 at 64 decodes: 1 + 0.15 x log2(32) x (0.3 + 2))."""
+    m = _model("llama-2-7b-hf")
+    grow, flat = RooflineV1(m, hand_set, 1), RooflineV1(m, replace(hand_set, flat_step_overhead=1.0), 1)
+    base = hand_set.t_overhead_micros
+    for d in (1, 2, 64, 256):
+        extra = grow.decode_step_time(d, d * 1000) - flat.decode_step_time(d, d * 1000)
+        growth = 1.0 if d <= 2 else 1 + 0.15 * math.log2(d / 2) * 2.3
+        assert extra == pytest.approx(base * (growth - 1), abs=1.0), d
+    s = make_step([(0, 512)], [800] * 63)  # mixed: 64 requests, 63 decodes
+    assert grow.step_time(s) > flat.step_time(s)
+    import numpy as np
+
+    sums = np.array([64 * 500, 64 * 3000], dtype=np.int64)
+    assert flat.decode_step_times(64, sums).tolist() == [flat.decode_step_time(64, int(x)) for x in sums]
 
 
 def test_roofline_v2_overrides(tmp_path):

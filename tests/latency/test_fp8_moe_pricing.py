@@ -1,10 +1,9 @@
 """How the roofline models price FP8 and MoE checkpoints (issue 23 item 4): per-part weight bytes from the
 quantization config and its ignore lists, W8A8 GEMMs on the FP8 peak where the GPU has one (W8A16 on Ampere),
-experts read per step from the ones the batch touches, and MLA refused rather than mispriced."""
+experts read per step from the ones the batch touches, and multi-head latent attention priced by its latent."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np

@@ -81,7 +81,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "allReduceBwGBs": (1.0, 2_000.0),
     "gemmEta": (0.05, 1.0),
 }
-FIXABLE = {"moeExperts": (0.0, 1.0)}
+FIXABLE = {"moeExperts": (0.0, 1.0), "flatStepOverhead": (0.0, 1.0)}
 V2_KEYS = ("TOverheadMicros", "prefillOverheadMicros", "mixedPrefillOverheadMicros", "allReduceLatency",
            "requestOverheadMicros", "gemmEta")
 

@@ -26,8 +26,8 @@ from ..errors import InputError, Terminated
 from ..latency.hardware import load_hardware
 from ..latency.kv_capacity import kv_bytes_per_block
 from ..latency.select import has_efficiency_model
-from ..report.intervals import packaged_intervals
 from ..processes import init_worker, stop_pool
+from ..report.intervals import packaged_intervals
 from .discover import GroundTruth, load_ground_truth
 from .experiment import SEQUENTIAL, Experiment, Failure, SharedPrefixPool, to_workload_description
 from .resolve import (

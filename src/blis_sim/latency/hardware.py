@@ -44,6 +44,7 @@ KEYS: dict[str, str] = {
     "decodeKvBwEff": "decode_kv_bw_eff",
     "moeExperts": "moe_experts",
     "gemmEta": "gemm_eta",
+    "flatStepOverhead": "flat_step_overhead",
 }
 _BY_LOWER = {key.lower(): (key, name) for key, name in KEYS.items()}
 _MEMORY_KEY = "memorygb"
@@ -123,6 +124,7 @@ class HardwareCalib:
     decode_kv_bw_eff: float = 0.0  # v1: share of BwPeakTBs the decode attention reads the KV cache at; 0: BwEffConstant
     moe_experts: float = 0.0  # v1: 1 prices an MoE model's experts (weights touched, k experts' FLOPs); 0: dense
     gemm_eta: float = 0.0  # v2 (fitted kernels): share of BwPeakTBs a GEMM streams its operands at; 0: the model's
+    flat_step_overhead: float = 0.0  # v1: 1 keeps TOverheadMicros flat in the batch size; 0: ROOFLINE.md §6's growth
     v2_overrides: tuple[tuple[str, float], ...] = ()  # ``rooflineV2`` keys (file spelling, value)
     memory_gb: float | None = None  # GPU memory; not validated (for a later KV-capacity derivation)
     link_bw_gbs: float | None = None  # ``linkBwGBs``: NVLink/PCIe bandwidth per direction, GB/s (roofline v2 only)
@@ -168,14 +170,17 @@ class HardwareCalib:
 
     def check_added_terms(self) -> None:
         """The added terms: finite and >= 0; ``decodeKvBwEff`` at most 1; ``moeExperts`` 0 or 1."""
-        self._require(("requestOverheadMicros", "allReduceBwGBs", "decodeKvBwEff", "moeExperts"), _non_negative,
-                      "a finite number >= 0")
+        self._require(("requestOverheadMicros", "allReduceBwGBs", "decodeKvBwEff", "moeExperts",
+                       "flatStepOverhead"), _non_negative, "a finite number >= 0")
         if self.decode_kv_bw_eff > 1:
             raise InputError(f"hardware config {self.name}: decodeKvBwEff must be in (0, 1] (0: off), got "
                              f"{format_value(self.decode_kv_bw_eff)}")
         if self.moe_experts not in (0.0, 1.0):
             raise InputError(f"hardware config {self.name}: moeExperts must be 0 or 1, got "
                              f"{format_value(self.moe_experts)}")
+        if self.flat_step_overhead not in (0.0, 1.0):
+            raise InputError(f"hardware config {self.name}: flatStepOverhead must be 0 or 1, got "
+                             f"{format_value(self.flat_step_overhead)}")
 
     def for_v2(self) -> "HardwareCalib":
         """This entry as roofline v2 reads it: the ``rooflineV2`` keys replace the entry's own."""
