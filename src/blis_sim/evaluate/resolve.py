@@ -63,7 +63,8 @@ def load_model(folder: Path) -> ModelConfig:
 
 def gpu_entry(name: str, hardware_config: Path) -> str:
     """The hardware-config entry a GPU description names: ``H100-80GB-HBM3 (SXM)`` and ``NVIDIA H100 80GB HBM3`` are
-    ``H100``; an A100 is ``A100-40GB`` when the description says 40 GB, else ``A100-80GB``. Exact names win."""
+    ``H100``; an A100 is ``A100-40GB`` when the description says 40 GB, ``A100-80GB-PCIe`` when it says PCIe, else
+    ``A100-80GB``. Exact names win."""
     try:
         names = list(json.loads(hardware_config.read_text(encoding="utf-8")))
     except (OSError, ValueError) as exc:
@@ -74,10 +75,13 @@ def gpu_entry(name: str, hardware_config: Path) -> str:
             return n
     flat = re.sub(r"[^a-z0-9]", "", text.lower())
     if "a100" in flat:
-        want = "a10040gb" if "40gb" in flat or "40g" in flat else "a10080gb"
-        for n in names:
-            if re.sub(r"[^a-z0-9]", "", n.lower()) == want:
-                return n
+        # the 80 GB PCIe card has its own entry (1.935 TB/s, no NVLink); an older file without it gets A100-80GB
+        wants = ["a10040gb"] if "40gb" in flat or "40g" in flat else (
+            ["a10080gbpcie", "a10080gb"] if "pcie" in flat else ["a10080gb"])
+        for want in wants:
+            for n in names:
+                if re.sub(r"[^a-z0-9]", "", n.lower()) == want:
+                    return n
     matches = sorted((n for n in names if re.sub(r"[^a-z0-9]", "", n.lower()) in flat), key=len, reverse=True)
     if matches:
         return matches[0]
