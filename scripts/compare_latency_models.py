@@ -5,8 +5,10 @@
         llama-3.1-8b-instruct qwen2.5-7b-instruct
 
 Steps: decode batches of 1, 32 and 128 requests at context 1024, and one 2048-token prefill (from an empty cache),
-on the packaged model configs and hardware entry (default H100, TP 1). Without --bench-data-path the tables column
-is left out. Output is a Markdown table in microseconds.
+on the packaged model configs and hardware entry (default H100, TP 1). v1 reads the entry's own keys, v2 the entry as
+``blis run`` gives it to v2 (``HardwareCalib.for_v2``: the ``rooflineV2`` object's keys replace the entry's) with the
+entry's ``efficiencyModel``. Without --bench-data-path the tables column is left out. Output is a Markdown table in
+microseconds.
 """
 
 from __future__ import annotations
@@ -48,16 +50,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.getLogger("blis_sim").setLevel(logging.ERROR)
     hw = load_hardware(args.hardware_config, args.hardware)
-    db = (MFUDatabase.load(args.bench_data_path, args.hardware, hw.tflops_peak, hw.bw_peak_tbs)
+    hw_v2 = hw.for_v2()  # v2 reads the entry's ``rooflineV2`` overrides (its own overheads, gemmEta), as blis run does
+    db = (MFUDatabase.load(args.bench_data_path, args.hardware, hw_v2.tflops_peak, hw_v2.bw_peak_tbs)
           if args.bench_data_path else None)
-    eff = load_packaged_efficiency(hw.name)
+    eff = load_packaged_efficiency(hw.efficiency_model or hw.name)
     columns = ["v1", *(["v2 (tables)"] if db else []), "v2 (fitted)"]
     print(f"| model ({hw.name}, TP {args.tp}) | step | " + " | ".join(columns) + " |")
     print("|---|---|" + "---:|" * len(columns))
     for name in args.models:
         cfg = load_model_config(DATA / "model_configs" / name)
-        models = [RooflineV1(cfg, hw, args.tp), *([RooflineV2.from_tables(cfg, hw, args.tp, db)] if db else []),
-                  RooflineV2.fitted(cfg, hw, args.tp, eff)]
+        models = [RooflineV1(cfg, hw, args.tp), *([RooflineV2.from_tables(cfg, hw_v2, args.tp, db)] if db else []),
+                  RooflineV2.fitted(cfg, hw_v2, args.tp, eff)]
         for label, step in CASES:
             print(f"| {name} | {label} | " + " | ".join(f"{m.step_time(step):,}" for m in models) + " |")
     return 0
