@@ -26,7 +26,9 @@ Metrics follow vLLM's benchmark definitions, computed from the simulated per-req
 request; TPOT per request = (E2E - TTFT) / (output - 1); mean ITL = all decode time over all decode gaps; median ITL
 is the median of the per-token gaps (every decoding request of a step sees the time since the previous step ended;
 recorded by an observer of the run's steps); throughput over the time from
-the first arrival to the last completion. Points whose model or GPU cannot be simulated, and runs that fail, are
+the first arrival to the last completion. Each rate point also gets the queue-growth verdict of ``blis evaluate``
+(``kept_up``: did the simulated server keep up with the offered rate). Points whose model or GPU cannot be
+simulated, and runs that fail, are
 listed as skipped with the reason. The comparison uses only the ``measured`` metrics (``excluded`` ones are shown
 in the JSON output, not scored).
 """
@@ -53,6 +55,7 @@ import yaml  # noqa: E402
 import blis_sim  # noqa: E402
 from blis_sim import SimulationConfig, execute, prepare  # noqa: E402
 from blis_sim.engine.observer import Observer  # noqa: E402
+from blis_sim.metrics.saturation import growth_from_records  # noqa: E402
 from blis_sim.request import RequestStatus  # noqa: E402
 from blis_sim.workload.description import (  # noqa: E402
     ClampedNormal,
@@ -75,7 +78,8 @@ KNOWN_GPUS = ("H100", "A100-80GB", "A100-80GB-PCIe", "A100-40GB", "L40S")
 LOAD_KINDS = ("rate", "concurrency", "offline")
 METRICS = ("ttft_mean_ms", "ttft_median_ms", "tpot_mean_ms", "tpot_median_ms", "itl_mean_ms", "itl_median_ms",
            "e2e_mean_ms", "e2e_median_ms", "output_tokens_per_s", "requests_per_s")
-SERVER_KEYS = ("usage", "max_model_len", "max_num_batched_tokens", "max_num_seqs", "async_scheduling", "total_kv_blocks")
+SERVER_KEYS = ("usage", "max_model_len", "max_num_batched_tokens", "max_num_seqs", "async_scheduling",
+               "total_kv_blocks")
 USAGES = ("serve", "llm")
 ASYNC_SINCE = (0, 12)
 # GPUs vLLM gives its large-accelerator scheduler defaults (>= 70 GB and not an A100: EngineArgs defaults)
@@ -327,11 +331,18 @@ def simulate(p: dict, latency_model: str, hw_path: Path, *, max_requests: int, s
     elif len(records) < n:
         notes.append(f"{n - len(records)} of {n} requests did not complete")
     pred = metrics(records)
+    if load["kind"] == "rate":  # the queue-growth test of blis run / blis evaluate, over every simulated request
+        growth = growth_from_records(results.requests or [])
+        kept_up, why = growth.kept_up, growth.evidence()
+    else:
+        kept_up, why = None, "no offered rate: every request at t=0, or a closed loop"
     itl_median = observer.itl_median_ms()
     if itl_median is not None:
         pred["itl_median_ms"] = itl_median
-    return {"predicted": pred, "notes": notes, "step_gap_itl_mean_ms": observer.itl_mean_ms(), "total_kv_blocks": results.config.get("total_kv_blocks"),
-            "latency_model": results.config.get("latency_model"), "engine": engine, "requests": n}
+    return {"predicted": pred, "notes": notes, "step_gap_itl_mean_ms": observer.itl_mean_ms(),
+            "total_kv_blocks": results.config.get("total_kv_blocks"),
+            "latency_model": results.config.get("latency_model"), "engine": engine, "requests": n,
+            "kept_up": kept_up, "kept_up_reason": why}
 
 
 def metrics(records: list[dict]) -> dict:
@@ -453,6 +464,16 @@ def markdown(report: dict) -> str:
             v = report["mape"][lm].get(gpu, {}).get(metric)
             cells.append(f"{v['mape']:.1f} ({v['n']})" if v else "-")
         lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Did the simulated server keep up with the offered load? (rate points; the queue-growth test of "
+                  "`blis evaluate`, docs/evaluate.md#saturation)", ""]
+    for lm in lms:
+        runs = [(row["id"], row["runs"][lm]) for row in report["points"] if row["status"] == "ok"
+                and row["load"]["kind"] == "rate" and row["runs"].get(lm, {}).get("status") == "ok"]
+        behind = [(pid, run["kept_up_reason"]) for pid, run in runs if run["kept_up"] is False]
+        unknown = sum(run["kept_up"] is None for _, run in runs)
+        lines.append(f"- {lm}: {len(runs)} rate point(s), {len(runs) - len(behind) - unknown} kept up, "
+                     f"{len(behind)} did not, {unknown} too short to judge")
+        lines += [f"  - {pid}: {why}" for pid, why in behind]
     failed = [(row["id"], lm, run["reason"]) for row in report["points"] if row["status"] == "ok"
               for lm, run in row["runs"].items() if run.get("status") == "failed"]
     skipped = [row for row in report["points"] if row["status"] != "ok"]

@@ -78,6 +78,11 @@ def test_short_run_gives_finite_positive_predictions(cp, tmp_path):
             assert v2["reason"]
     conc = report["points"][1]["runs"]["roofline-v1"]
     assert conc["requests"] == 24 and not any("closed loop" in n for n in conc["notes"])
+    # the rate point (real vLLM served 4 req/s on one L40S) is judged kept up; a closed loop has no offered rate
+    rate = report["points"][0]["runs"]["roofline-v1"]
+    assert rate["kept_up"] is True and "queueing delay went from" in rate["kept_up_reason"]
+    assert conc["kept_up"] is None
+    assert "- roofline-v1: 1 rate point(s), 1 kept up, 0 did not" in md.read_text()
     assert report["mape"]["roofline-v1"]["L40S"]["itl_median_ms"]["n"] == 1
     assert "| " + rate_id in md.read_text()
 
