@@ -20,7 +20,7 @@ ROOFLINE = {
 
 SCENARIOS = {
     "a-chatbot-8rps": {"latency": ROOFLINE, "workload": {"workload": "chatbot", "rate": 8, "num_requests": 300}},
-    "b-overloaded-40rps": {"latency": ROOFLINE, "workload": {"workload": "chatbot", "rate": 40, "num_requests": 300}},
+    "b-overloaded-120rps": {"latency": ROOFLINE, "workload": {"workload": "chatbot", "rate": 120, "num_requests": 300}},
     "c-4-instances": {"latency": ROOFLINE, "workload": {"workload": "chatbot", "rate": 32, "num_requests": 400},
                       "cluster": {"num_instances": 4}},
     "e-blackbox-default": {"latency": {"model": "meta-llama/llama-3.1-8b-instruct"}},
