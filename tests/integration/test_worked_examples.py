@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 EXPECTED_18_1 = """=== Simulation Metrics ===
 {
