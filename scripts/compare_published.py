@@ -17,7 +17,10 @@ Each point of the data file is one blis-sim run through the Python API (``prepar
   the asynchronous engine loop from vLLM 0.12 on or when the version is unknown (the rule of ``blis evaluate``);
 * the workload: constant prompt and output lengths at the point's means, and
   - ``rate``: Poisson arrivals at the rate (``vllm bench serve --request-rate``);
-  - ``offline``: every request at t=0 (``--request-rate inf``, or a ``benchmark_latency`` batch);
+  - ``offline``: every request at t=0 (``--request-rate inf``, or a ``benchmark_latency`` batch); with
+    ``repeated: true`` (``benchmark_latency``, which sends the same dummy prompts in every warm-up and measured
+    iteration) the batch runs twice, a warm-up at t=0 and the measured copy at t=3600 s, so the measured iteration
+    finds all but the last block of every prompt in the prefix cache, as vLLM's does;
   - ``concurrency``: a closed loop of ``value`` requests in flight, the next request sent the moment one completes
     (``--max-concurrency``), built on blis-sim's closed-loop session driver;
   ``--max-requests`` (default 1000) caps the requests simulated per point; the seed is fixed (``--seed``).
@@ -56,7 +59,7 @@ import blis_sim  # noqa: E402
 from blis_sim import SimulationConfig, execute, prepare  # noqa: E402
 from blis_sim.engine.observer import Observer  # noqa: E402
 from blis_sim.metrics.saturation import growth_from_records  # noqa: E402
-from blis_sim.request import RequestStatus  # noqa: E402
+from blis_sim.request import Request, RequestStatus  # noqa: E402
 from blis_sim.workload.description import (  # noqa: E402
     ClampedNormal,
     GaussianLengths,
@@ -76,6 +79,8 @@ DEFAULT_SEED = 42
 
 KNOWN_GPUS = ("H100", "A100-80GB", "A100-80GB-PCIe", "A100-40GB", "L40S")
 LOAD_KINDS = ("rate", "concurrency", "offline")
+TICKS_PER_S = 1_000_000  # blis-sim ticks are microseconds
+REPEAT_AT_S = 3600  # a repeated batch's measured copy arrives then: long after any warm-up iteration has finished
 METRICS = ("ttft_mean_ms", "ttft_median_ms", "tpot_mean_ms", "tpot_median_ms", "itl_mean_ms", "itl_median_ms",
            "e2e_mean_ms", "e2e_median_ms", "output_tokens_per_s", "requests_per_s")
 SERVER_KEYS = ("usage", "max_model_len", "max_num_batched_tokens", "max_num_seqs", "async_scheduling",
@@ -141,6 +146,8 @@ def check_point(p: Any) -> list[str]:
         errs.append("load.num_prompts must be a positive integer")
     elif ld["kind"] == "concurrency" and not float(ld["value"]).is_integer():
         errs.append("a concurrency load needs an integer value")
+    elif "repeated" in ld and (not isinstance(ld["repeated"], bool) or ld["kind"] != "offline"):
+        errs.append("load.repeated must be true or false, on an offline load")
     m = p["measured"]
     if not isinstance(m, dict) or not m:
         errs.append("measured must hold at least one metric")
@@ -250,8 +257,9 @@ class _Recorder(Observer):
     handed to blis-sim's session driver (it arrives at the finished request's client-side completion, arrival + E2E,
     with no think time); the driver reads ``plan.follow`` right after this observer has heard of the completion."""
 
-    def __init__(self, plan: SessionPlan | None = None, queued: deque | None = None) -> None:
+    def __init__(self, plan: SessionPlan | None = None, queued: deque | None = None, since: int = 0) -> None:
         self.plan = plan
+        self.since = since  # gaps count only between steps that both end at or after this tick (a repeated batch)
         self.queued = queued if queued is not None else deque()
         self.lost = 0  # requests that ended without finishing (their slot is not refilled)
         self.gaps: list[tuple[int, int]] = []  # (gap in ticks, decode tokens emitted with that gap)
@@ -260,7 +268,7 @@ class _Recorder(Observer):
     def on_step(self, instance, step, queue_depth, kv_used):  # type: ignore[no-untyped-def]
         prev = self._last_end.get(instance)
         decodes = step.num_decodes + step.cohort_size
-        if prev is not None and decodes > 0:
+        if prev is not None and decodes > 0 and prev >= self.since:
             self.gaps.append((step.end - prev, decodes))
         self._last_end[instance] = step.end
 
@@ -315,6 +323,10 @@ def simulate(p: dict, latency_model: str, hw_path: Path, *, max_requests: int, s
             plan = SessionPlan()
             observer = _Recorder(plan, deque(requests[c:]))
             prepared = replace(prepared, requests=requests[:c], sessions=plan)
+        elif load.get("repeated"):
+            at = REPEAT_AT_S * TICKS_PER_S
+            prepared = replace(prepared, requests=repeated_batch(list(prepared.requests), at))
+            observer = _Recorder(since=at)
         else:
             observer = _Recorder()
         results = execute(prepared, collect_requests=True, observer=observer)
@@ -323,6 +335,13 @@ def simulate(p: dict, latency_model: str, hw_path: Path, *, max_requests: int, s
     except Exception as exc:  # noqa: BLE001 - a run that fails is reported, never fatal
         raise Skip(f"{type(exc).__name__}: {exc}") from None
     records = [r for r in (results.requests or []) if r["e2e_ms"] > 0]
+    if load.get("repeated"):
+        warm = [r for r in records if r["arrived_at"] < REPEAT_AT_S]
+        if len(warm) < n or max(r["arrived_at"] + r["e2e_ms"] / 1000 for r in warm) >= REPEAT_AT_S:
+            raise Skip(f"the warm-up batch did not finish within {REPEAT_AT_S} s")
+        records = [r for r in records if r["arrived_at"] >= REPEAT_AT_S]
+        notes.append("the batch ran twice (warm-up, then the measured copy with the same prompts): the measured "
+                     "iteration hits the prefix cache, as in benchmark_latency")
     if not records:
         raise Skip("no request completed")
     if load["kind"] == "concurrency":
@@ -343,6 +362,16 @@ def simulate(p: dict, latency_model: str, hw_path: Path, *, max_requests: int, s
             "total_kv_blocks": results.config.get("total_kv_blocks"),
             "latency_model": results.config.get("latency_model"), "engine": engine, "requests": n,
             "kept_up": kept_up, "kept_up_reason": why}
+
+
+def repeated_batch(requests: list[Request], at: int) -> list[Request]:
+    """The batch twice: the requests as a warm-up at their own arrival, then a copy of each with the same token
+    ids arriving at tick ``at``. Both carry their ids explicitly and share them by construction, so their prefix
+    keys are registered (not deferred, as for independent draws) and the copy's lookup finds the warm-up's blocks."""
+    out = [Request(i, r.arrival, r.tokens.copy(), r.num_prompt_tokens) for i, r in enumerate(requests)]
+    n = len(out)
+    out += [Request(n + i, at, r.tokens.copy(), r.num_prompt_tokens) for i, r in enumerate(out)]
+    return out
 
 
 def metrics(records: list[dict]) -> dict:

@@ -93,3 +93,42 @@ def test_unsimulatable_point_is_skipped_not_fatal(cp, points, tmp_path):
     row = report["points"][0]
     assert row["status"] == "skipped" and "no model config" in row["reason"]
     assert "no-such-model" in cp.markdown(report)
+
+
+def test_schema_check_rejects_repeated_outside_offline(cp, points):
+    rate = next(p for p in points if p["load"]["kind"] == "rate")
+    assert cp.check_point({**rate, "load": {**rate["load"], "repeated": True}})
+    latency = next(p for p in points if p["load"].get("repeated"))
+    assert cp.check_point({**latency, "load": {**latency["load"], "repeated": "yes"}})
+
+
+def test_repeated_batch_hits_the_prefix_cache(cp, points):
+    """benchmark_latency sends the same prompts in every iteration: the measured copy of a repeated batch finds
+    all but the last block of each prompt cached, so its E2E loses most of the prefill (16 prompts of 512 tokens:
+    8,192 tokens: about half a second on an L40S), and the warm-up's requests are not counted."""
+    p = next(p for p in points if p["id"] == "pace-llama31-8b-l40s-latency-bs16")
+    hw = cp.hardware_file(None)
+    warm = cp.simulate(p, "roofline-v2", hw, max_requests=1000, seed=42, extra_configs=[])
+    cold = cp.simulate({**p, "load": {k: v for k, v in p["load"].items() if k != "repeated"}}, "roofline-v2", hw,
+                       max_requests=1000, seed=42, extra_configs=[])
+    assert any("prefix cache" in n for n in warm["notes"])
+    gain = cold["predicted"]["e2e_mean_ms"] - warm["predicted"]["e2e_mean_ms"]
+    ttft_gain = cold["predicted"]["ttft_mean_ms"] - warm["predicted"]["ttft_mean_ms"]
+    assert ttft_gain > 400 and abs(gain - ttft_gain) < 1.0, (gain, ttft_gain)  # the decode steps are unchanged
+    assert warm["predicted"]["tpot_mean_ms"] == pytest.approx(cold["predicted"]["tpot_mean_ms"], rel=1e-6)
+    assert warm["predicted"]["ttft_mean_ms"] < 0.1 * cold["predicted"]["ttft_mean_ms"]
+    # only the measured copy is scored: 16 requests over the copy's span, not 32 over an hour
+    assert warm["predicted"]["requests_per_s"] > 1.0
+
+
+def test_repeated_batch_copies_the_token_ids(cp):
+    import numpy as np
+
+    from blis_sim.request import Request
+
+    reqs = [Request(i, 0, np.arange(10 * i, 10 * i + 12), 8, independent_tokens=True) for i in range(3)]
+    out = cp.repeated_batch(reqs, 5_000_000)
+    assert [r.index for r in out] == list(range(6)) and [r.arrival for r in out] == [0] * 3 + [5_000_000] * 3
+    for a, b in zip(out[:3], out[3:]):
+        assert np.array_equal(a.tokens, b.tokens) and a.num_prompt_tokens == b.num_prompt_tokens == 8
+        assert not a.keys_deferred and not b.keys_deferred
