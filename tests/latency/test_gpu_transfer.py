@@ -80,7 +80,16 @@ def test_transferred_efficiency_models_are_the_h100_one_scaled():
         assert eff.prefill == h100.prefill and eff.decode.t0_us == h100.decode.t0_us
         assert eff.gpu == gpu
         raw = json.loads((DATA / f"efficiency_{gpu.lower()}.json").read_text())
-        assert raw["transferred_from"]["gpu"] == "H100"
+        assert raw["transferred_from"]["gpu"] == "H100" and eff.transferred_from == "H100"
+    assert h100.transferred_from == ""
+
+
+def test_describe_says_a_transferred_model_was_fitted_on_the_h100():
+    """The run's record of the latency model must not claim a fit on a GPU that has no measurements."""
+    a100 = _v2("A100-80GB").describe()
+    assert (a100["fitted_on"], a100["transferred_to"]) == ("H100", "A100-80GB")
+    h100 = _v2("H100").describe()
+    assert h100["fitted_on"] == "H100" and "transferred_to" not in h100
 
 
 def _v2(gpu: str, model: str = "llama-2-7b-hf", tp: int = 1) -> RooflineV2:

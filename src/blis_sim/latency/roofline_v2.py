@@ -226,7 +226,9 @@ class RooflineV2(AlphaOverheads):
         if s.decode_flops_per_ctx:  # MLA: compute-heavy decode, at the attention kernels' fitted compute efficiency
             per_ctx = max(per_ctx, s.decode_flops_per_ctx / (peak * eff.prefill.mu))
         decode = _FittedDecode(eff.decode.t0_us * 1e-6, per_ctx, f"fitted ({eff.source})")
-        kernels = {"kernels": "fitted", "efficiency_model": eff.source, "fitted_on": eff.gpu}
+        kernels = {"kernels": "fitted", "efficiency_model": eff.source, "fitted_on": eff.transferred_from or eff.gpu}
+        if eff.transferred_from:  # a transferred model (docs/gpu-transfer.md): fitted on another GPU, moved by physics
+            kernels["transferred_to"] = eff.gpu
         return cls(model_cfg, hw, tp, gemm_seconds, prefill, decode, kernels, alpha)
 
     # ---------------------------------------------------------------- the parts of a step, in seconds

@@ -63,6 +63,7 @@ class EfficiencyModel:
     prefill: PrefillParams
     source: str  # file name, for describe()
     fit: dict  # the fit errors and step-level comparison, as written by the fit script
+    transferred_from: str = ""  # the GPU whose fit this model was transferred from ("" = fitted on ``gpu`` itself)
 
 
 def _params(raw: Any, section: str, cls, where: str):
@@ -93,6 +94,8 @@ def parse_efficiency(raw: Any, where: str) -> EfficiencyModel:
         prefill=_params(raw, "prefill_attention", PrefillParams, where),
         source=where,
         fit={k: raw[k] for k in ("fit_errors", "vs_tables") if k in raw},
+        transferred_from=str((raw.get("transferred_from") or {}).get("gpu", ""))
+        if isinstance(raw.get("transferred_from"), dict) else "",
     )
 
 
