@@ -253,9 +253,10 @@ class _Recorder(Observer):
 
     Gaps: in a continuous batch every running request decodes one token per step, so the gap each decoding request
     sees is the time since the instance's previous step ended; a step therefore contributes that gap once per decode
-    it runs (``num_decodes`` plus the decode cohort). Closed loop: when a request finishes, the next queued request is
-    handed to blis-sim's session driver (it arrives at the finished request's client-side completion, arrival + E2E,
-    with no think time); the driver reads ``plan.follow`` right after this observer has heard of the completion."""
+    it runs (``num_decodes``, which counts the decode cohort's members too). Closed loop: when a request finishes,
+    the next queued request is handed to blis-sim's session driver (it arrives at the finished request's client-side
+    completion, arrival + E2E, with no think time); the driver reads ``plan.follow`` right after this observer has
+    heard of the completion."""
 
     def __init__(self, plan: SessionPlan | None = None, queued: deque | None = None, since: int = 0) -> None:
         self.plan = plan
@@ -267,7 +268,7 @@ class _Recorder(Observer):
 
     def on_step(self, instance, step, queue_depth, kv_used):  # type: ignore[no-untyped-def]
         prev = self._last_end.get(instance)
-        decodes = step.num_decodes + step.cohort_size
+        decodes = step.num_decodes  # the decode cohort's members are counted in it (step.py)
         if prev is not None and decodes > 0 and prev >= self.since:
             self.gaps.append((step.end - prev, decodes))
         self._last_end[instance] = step.end

@@ -55,7 +55,10 @@ def fit(ground_truth: Path, kind: str, jobs: int) -> dict:
         res = [residual(p.measured[m], p.predicted[m]) for p in tr_pts]
         if len(res) < 5:
             continue
-        lo, hi = conformal_bounds(res, LEVEL, groups=[p.experiment for p in tr_pts])
+        try:
+            lo, hi = conformal_bounds(res, LEVEL, groups=[p.experiment for p in tr_pts])
+        except ValueError:  # too few experiments for a finite interval of this level: no interval for the metric
+            continue
         iv = MetricInterval(_round(lo), _round(hi), len(res))
         metrics[m] = {"log_low": iv.log_low, "log_high": iv.log_high, "points": iv.points,
                       "experiments": len({p.experiment for p in tr_pts}),

@@ -227,11 +227,16 @@ def execute(
         results.trace = trace
         results.show_trace_summary = cfg.output.summarize_trace
     if cfg.output.intervals:
-        results.intervals = run_section(results.config["latency_model"], results.config["hardware"],
-                                        results.cluster)
-        if results.intervals is None:
-            log.warning("--intervals: no prediction intervals for the %s latency model (only for the roofline "
-                        "models, from their calibration); none printed", results.config["latency_model"])
+        if prepared.resolved.kind != "blackbox" and not prepared.resolved.packaged_constants:
+            log.warning("--intervals: the intervals were drawn from the residuals of the packaged calibrated "
+                        "constants and fitted kernels; this run prices steps with other constants or kernel tables "
+                        "(--hardware-config entry, overrides or --bench-data-path), whose errors differ; none printed")
+        else:
+            results.intervals = run_section(results.config["latency_model"], results.config["hardware"],
+                                            results.cluster)
+            if results.intervals is None:
+                log.warning("--intervals: no prediction intervals for the %s latency model (only for the roofline "
+                            "models, from their calibration); none printed", results.config["latency_model"])
     if prepared.per_slo:
         results.slo = per_slo(
             (r.slo_class, r.ttft if r.ttft >= 0 else None, r.e2e if r.status == RequestStatus.FINISHED else None)

@@ -29,6 +29,12 @@ def test_conformal_ranks_of_independent_residuals():
     r = [0.01 * i for i in range(99)]  # n = 99: the 10th and the 90th smallest
     assert conformal_bounds(r, 0.8) == (pytest.approx(0.09), pytest.approx(0.89))
     assert conformal_bounds(list(reversed(r)), 0.8) == conformal_bounds(r, 0.8)  # order does not matter
+    # 8 units: rank floor(9 x 0.1) = 0, an unbounded interval; the sample's extremes would promise 80% but
+    # guarantee only 7/9, so it is refused
+    with pytest.raises(ValueError, match="8 unit.s. are too few for a 80% interval: at least 9"):
+        conformal_bounds([0.1 * i for i in range(8)], 0.8)
+    with pytest.raises(ValueError, match="too few"):  # ten points, but of 8 experiments
+        conformal_bounds([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0], 0.8, groups=["a"] * 3 + list("bcdefgh"))
 
 
 def test_experiments_weigh_alike_not_their_points():
@@ -101,3 +107,23 @@ def test_run_intervals_without_a_roofline_model_warns(invoke):
                "--rate", "1", "--intervals")
     assert r.rc == 0 and "Prediction Intervals" not in r.out
     assert "--intervals: no prediction intervals for the blackbox latency model" in r.err
+
+
+def test_run_intervals_only_with_the_packaged_constants(invoke, tmp_path):
+    """The intervals come from the residuals of the packaged constants: a copy of the packaged file gets them, the
+    hand-set file or an edited entry does not (a warning says why, nothing is printed)."""
+    folder = str(DATA / "model_configs" / "llama-3.1-8b-instruct")
+    base = ("run", "--model", "meta-llama/llama-3.1-8b-instruct", "--model-config-folder", folder, "--hardware",
+            "H100", "--tp", "1", "--num-requests", "40", "--rate", "4", "--intervals")
+    copy = tmp_path / "copy.json"
+    copy.write_text((DATA / "hardware_config.json").read_text())
+    ok = invoke(*base, "--hardware-config", str(copy))
+    assert ok.rc == 0 and '"latency_model": "roofline-v1"' in ok.out.split("=== Prediction Intervals (80%) ===")[1]
+    raw = json.loads(copy.read_text())
+    raw["H100"]["TOverheadMicros"] = 1000.0
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(raw))
+    for path in (str(edited), str(DATA / "hardware_config_handset.json")):
+        r = invoke(*base, "--hardware-config", path)
+        assert r.rc == 0 and "Prediction Intervals" not in r.out
+        assert "--intervals: the intervals were drawn from the residuals of the packaged calibrated constants" in r.err

@@ -132,3 +132,13 @@ def test_repeated_batch_copies_the_token_ids(cp):
     for a, b in zip(out[:3], out[3:]):
         assert np.array_equal(a.tokens, b.tokens) and a.num_prompt_tokens == b.num_prompt_tokens == 8
         assert not a.keys_deferred and not b.keys_deferred
+
+
+def test_step_gaps_count_every_decode_once(cp, points):
+    """The observer's per-token gaps must weigh each decode once, whether the step was formed by the scheduler (a
+    chunked prefill beside decodes) or by the decode cohort: their mean then equals the records' mean ITL (all
+    decode time over all gaps). 60 prompts of 4,000 tokens mix both kinds of step; counting the cohort twice gave
+    106.5 ms against 121.7."""
+    p = next(p for p in points if p["id"] == "gpustack-qwen3-14b-a100-rand4k-offline")
+    run = cp.simulate(p, "roofline-v2", cp.hardware_file(None), max_requests=60, seed=42, extra_configs=[])
+    assert run["step_gap_itl_mean_ms"] == pytest.approx(run["predicted"]["itl_mean_ms"], rel=1e-6)

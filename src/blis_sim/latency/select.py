@@ -4,9 +4,10 @@ Order (``--latency-model auto``, the seed's rule): roofline when both file flags
 ``--bench-data-path`` is given too (an error if its tables cannot be loaded for the GPU: no silent fall-back to v1),
 v1 otherwise; explicit blackbox when any α/β is non-zero; otherwise the defaults file's first matching coefficient
 row. ``--latency-model roofline-v2`` without bench data prices kernels with the shipped fitted efficiency model of
-the GPU; ``roofline-v1`` and ``blackbox`` insist on their inputs. The choice is logged at info level. Settings filled in from the defaults file are logged as warnings so that a
-run never silently uses a GPU or TP the user did not ask for. In roofline mode without ``--total-kv-blocks`` the KV
-capacity is the block count vLLM would allocate on the GPU (``kv_capacity``), not the reference's 1,000,000. ``--vllm-version`` matches rows by release, so
+the GPU; ``roofline-v1`` and ``blackbox`` insist on their inputs. The choice is logged at info level. Settings
+filled in from the defaults file are logged as warnings so that a run never silently uses a GPU or TP the user did
+not ask for. In roofline mode without ``--total-kv-blocks`` the KV capacity is the block count vLLM would allocate
+on the GPU (``kv_capacity``), not the reference's 1,000,000. ``--vllm-version`` matches rows by release, so
 ``vllm/vllm-openai:v0.8.4``, ``v0.8.4`` and ``0.8.4`` select the same rows.
 
 ``LatencyConfig.hardware_overrides`` (calibration keys in hardware_config.json spelling, e.g. a ``blis calibrate``
@@ -49,6 +50,9 @@ class ResolvedLatency:
     tp: int
     vllm_version: str
     kind: str  # "blackbox" | "roofline-v1" | "roofline-v2"
+    # the packaged, calibrated constants priced the steps (the shipped prediction intervals were drawn from their
+    # residuals): the packaged entry of the GPU unchanged, no overrides, v2 with its fitted kernels, not tables
+    packaged_constants: bool = False
 
 
 class LatencyCache:
@@ -214,6 +218,7 @@ def _roofline(lat: LatencyConfig, eng: EngineConfig) -> ResolvedLatency:
     model_cfg = load_model_config(lat.model_config_folder)
     check_tp(model_cfg, tp)
     hw = load_hardware(lat.hardware_config, hardware)
+    packaged = not lat.hardware_overrides and lat.bench_data_path is None and _is_packaged_entry(hw, hardware)
     model: LatencyModel
     if version == "roofline-v1":
         hw = _overridden(hw, lat.hardware_overrides)
@@ -248,7 +253,17 @@ def _roofline(lat: LatencyConfig, eng: EngineConfig) -> ResolvedLatency:
         tp=tp,
         vllm_version=lat.vllm_version,
         kind=version,
+        packaged_constants=packaged,
     )
+
+
+def _is_packaged_entry(hw: HardwareCalib, gpu: str) -> bool:
+    """Whether ``hw`` holds the packaged hardware config's constants for ``gpu`` (a copy of the packaged file,
+    such as the repository's ``hardware_config.json``, counts; the hand-set file or an edited entry does not)."""
+    try:
+        return load_hardware(packaged_hardware_config(), gpu) == hw
+    except InputError:  # a GPU the packaged file does not have
+        return False
 
 
 def _overridden(hw: HardwareCalib, overrides: tuple[tuple[str, float], ...]) -> HardwareCalib:

@@ -88,8 +88,11 @@ def conformal_bounds(residuals: Sequence[float], level: float = LEVEL,
     pairs = sorted((r, 1.0 / sizes[g]) for r, g in zip(residuals, groups))
     alpha = 1.0 - level
     # split-conformal ranks among n exchangeable units (1e-9: 1 - 0.8 is 0.19999999999999996 in binary)
-    k_lo = max(1, math.floor((n + 1) * alpha / 2 + 1e-9))
-    k_hi = min(n, math.ceil((n + 1) * (1 - alpha / 2) - 1e-9))
+    k_lo = math.floor((n + 1) * alpha / 2 + 1e-9)
+    if k_lo < 1:  # the bound would be unbounded: n units cannot give a finite interval of this level
+        raise ValueError(f"{n} unit(s) are too few for a {level:.0%} interval: at least "
+                         f"{math.ceil(2 / alpha - 1 - 1e-9)} are needed")
+    k_hi = math.ceil((n + 1) * (1 - alpha / 2) - 1e-9)
     return _kth(pairs, k_lo), _kth(pairs[::-1], n - k_hi + 1)
 
 
