@@ -1,7 +1,7 @@
 """The accuracy table of the README: MAPE of every latency model and engine loop over the shared experiments.
 
     python scripts/accuracy_table.py --ground-truth ../shared/data/ground_truth --calibration h100-v1.json \
-        [--calibration-v2 h100-v2.json] [--jobs 1] [--requests-per-point 2000] [--json out.json]
+        [--calibration-v2 h100-v2.json] [--jobs 1] [--requests-per-point 20000] [--json out.json]
 
 Runs ``blis_sim.evaluate.evaluate`` once per (latency model, hardware config, engine loop): roofline v1 with the
 hand-set constants (``hardware_config_handset.json``) and with the packaged (calibrated) ones, roofline v2 with both,
@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from blis_sim.evaluate.runner import Options, evaluate, hardware_config_path
+from blis_sim.evaluate.runner import DEFAULT_REQUESTS_PER_POINT, Options, evaluate, hardware_config_path
 from blis_sim.evaluate.scoring import aggregate
 
 COLS = ("ttft_mean_ms", "ttft_p90_ms", "itl_mean_ms", "e2e_mean_ms", "e2e_p90_ms", "throughput_tokens_per_s")
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calibration", type=Path, help="blis calibrate --out of roofline v1 (its held-out split)")
     ap.add_argument("--calibration-v2", type=Path, help="blis calibrate --out of roofline v2 (its held-out split)")
     ap.add_argument("--jobs", type=int, default=1)
-    ap.add_argument("--requests-per-point", type=int, default=2000)
+    ap.add_argument("--requests-per-point", type=int, default=DEFAULT_REQUESTS_PER_POINT)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--only", default=None, help="comma-separated row labels to run (default: all)")
     args = ap.parse_args(argv)

@@ -58,7 +58,8 @@ class GroundTruthPath(click.Path):
 @click.option("--plots", type=click.Path(path_type=Path), default=None, metavar="DIR",
               help="Write predicted-vs-measured PNGs per experiment and parity.png here.")
 @click.option("--requests-per-point", "requests_per_point", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Simulate at most N requests per rate point or stage [default: 2000].")
+              help="Simulate at most N requests per rate point or stage [default: 20000, every measured request up to "
+                   "that; a capped point says so in its notes].")
 @click.option("--async-scheduling/--sync-scheduling", "async_scheduling", default=None,
               help="Engine loop for every experiment [default: per experiment, from the vLLM version its files "
                    "name: asynchronous from 0.12 on and when unknown, synchronous before].")
