@@ -134,7 +134,10 @@ def read_trace_v2(path: Path, seed: int, horizon: int | float, num_requests: int
     records = []
     with open(path, encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle, strict=True)
-        header = [f.strip() for f in next(reader)]
+        try:
+            header = [f.strip() for f in next(reader, [])]
+        except csv.Error as exc:  # e.g. a quote opened in the header and never closed
+            raise InputError(f"{where}: line {reader.line_num}: not valid CSV ({exc})") from None
         missing = [c for c in COLUMNS if c not in header]
         if missing:
             raise InputError(f"{where}: line 1: the trace v2 header lacks the column {missing[0]!r} "
