@@ -115,6 +115,8 @@ def prepare(
         check_writable(cfg.workload.export_trace)
     if cfg.output.timeline_out is not None:
         check_output_writable(cfg.output.timeline_out, "--timeline-out")
+    if isinstance(workload.source, SpecSource):  # its requests are drawn before the run: sized before they are
+        _check_spec_size(cfg, workload.source, cfg.output.results_path is not None)
     requests, segments = build(workload, cfg.seed, cfg.horizon)
     # a trace is read whole: its length is the expected count
     expected = len(requests) if isinstance(requests, list) else workload.num_requests
@@ -134,6 +136,22 @@ def prepare(
     _check_size(cfg, expected, from_flags and not isinstance(requests, list), cfg.output.results_path is not None)
     return PreparedRun(cfg, resolved, requests, expected, segments, text, getattr(requests, "sessions", None),
                        slo_section)
+
+
+def _check_spec_size(cfg: SimulationConfig, source: SpecSource, records: bool) -> None:
+    """Refuse a workload spec whose requests would not fit in memory or time once drawn (guards.py): its
+    ``num_requests``, or what its aggregate rate gives within the horizon."""
+    spec = source.spec
+    horizon = cfg.horizon if cfg.horizon < UNLIMITED_HORIZON else None
+    rate = None if getattr(spec, "staged", False) else getattr(spec, "aggregate_rate", None)
+    limit = source.num_requests
+    if not limit and (rate is None or horizon is None):
+        return  # bounded by its stages or windows alone (or refused as infinite when drawn)
+    count = expected_requests(limit or 2**62, rate, horizon)
+    where = f"--workload-spec {source.path}" if source.path is not None else "the workload spec"
+    what = (f"{where}: aggregate_rate {rate:g} up to --horizon {horizon} (about {count:,} requests)"
+            if not limit or count < limit else f"{where}: num_requests {limit:,}")
+    check_run_size(cfg.cluster.num_instances, count, records, source=what, drawn_upfront=True)
 
 
 def _check_size(cfg: SimulationConfig, expected: int | None, rate_known: bool, records: bool) -> None:

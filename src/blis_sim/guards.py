@@ -25,6 +25,9 @@ from .errors import InputError
 BASE_BYTES: Final = 200 * 2**20  # interpreter, numpy, the latency model and the workload generator
 BYTES_PER_INSTANCE: Final = 12 * 2**10  # measured 9.2 KB (RSS slope over 10,000 -> 40,000 idle instances)
 BYTES_PER_RECORD: Final = 1_200  # measured about 0.9 KB per request with records (1,000,000 chatbot requests)
+# A workload spec's requests are drawn before the run (arrival ticks, lengths and order of every client): measured
+# about 310 B per request (3.18 GB peak for 10,000,000 requests of one Poisson client)
+BYTES_PER_SPEC_REQUEST: Final = 400
 MAX_REQUESTS: Final = 10**10  # about 3 days at REQUESTS_PER_SECOND
 REQUESTS_PER_SECOND: Final = 36_000  # scenario (a)/(d) of benchmarks/run.py, compiled engine
 
@@ -99,16 +102,18 @@ def expected_requests(count: int, rate: float | None, horizon: int | None) -> in
 
 
 def check_run_size(num_instances: int, requests: int, records: bool, available: int | None = None,
-                   source: str = "") -> None:
+                   source: str = "", drawn_upfront: bool = False) -> None:
     """Refuse a run too long or too large for this machine (module docstring). ``source`` says where the request
-    count comes from (default ``--num-requests N``); ``available`` is for tests."""
+    count comes from (default ``--num-requests N``); ``drawn_upfront``: the requests are drawn before the run (a
+    workload spec), ``BYTES_PER_SPEC_REQUEST`` each; ``available`` is for tests."""
     source = source or f"--num-requests {requests}"
     if requests > MAX_REQUESTS:
         raise InputError(
             f"{source}: the run would take about {_duration(requests / REQUESTS_PER_SECOND)} "
             f"(about {REQUESTS_PER_SECOND:,} simulated requests per second); accepted: at most {MAX_REQUESTS:,} "
             "requests per run (fewer requests, or a shorter --horizon)")
-    need = BASE_BYTES + num_instances * BYTES_PER_INSTANCE + (requests * BYTES_PER_RECORD if records else 0)
+    per_request = (BYTES_PER_RECORD if records else 0) + (BYTES_PER_SPEC_REQUEST if drawn_upfront else 0)
+    need = BASE_BYTES + num_instances * BYTES_PER_INSTANCE + requests * per_request
     if available is None:
         available = available_memory()
     if available is None or need <= available:
@@ -116,11 +121,14 @@ def check_run_size(num_instances: int, requests: int, records: bool, available: 
     parts = [f"{num_instances:,} instance(s) x {BYTES_PER_INSTANCE // 1024} KB"]
     if records:
         parts.append(f"{requests:,} per-request records x {BYTES_PER_RECORD:,} B")
-    culprit = "--num-instances" if num_instances * BYTES_PER_INSTANCE >= (requests * BYTES_PER_RECORD if records
-                                                                            else 0) else "--num-requests"
+    if drawn_upfront:
+        parts.append(f"{requests:,} workload-spec requests drawn before the run x {BYTES_PER_SPEC_REQUEST} B")
+    culprit = "--num-instances" if num_instances * BYTES_PER_INSTANCE >= requests * per_request else "--num-requests"
     what = (f"--num-instances {num_instances}" if culprit == "--num-instances"
-            else f"{source} with per-request records (--results-path)")
+            else f"{source} with per-request records (--results-path)" if records and not drawn_upfront
+            else source)
     fix = ("fewer instances" if culprit == "--num-instances"
-           else "fewer requests, or no --results-path (the metrics alone do not grow with the requests)")
+           else "fewer requests, or no --results-path (the metrics alone do not grow with the requests)"
+           if records and not drawn_upfront else "fewer requests (num_requests), or a shorter horizon")
     raise InputError(f"{what}: the run would need about {_size(need)} of memory ({' + '.join(parts)}), more than "
                      f"the {_size(available)} available; accepted: {fix}")

@@ -58,3 +58,32 @@ def test_horizon_caps_the_count():
 def test_available_memory_is_known_here():
     avail = guards.available_memory()
     assert avail is None or avail > 0
+
+
+def test_workload_spec_requests_count_as_drawn_before_the_run():
+    """A workload spec draws every request before the run (about 310 B each): 100,000,000 of them need about 37 GB
+    whether or not records are kept, while the same count from --num-requests streams."""
+    n = 100_000_000
+    with pytest.raises(InputError, match=r"^--workload-spec s\.yaml: num_requests 100,000,000: the run would need "
+                                         r"about 37\.4 GB .*workload-spec requests drawn before the run x 400 B\), "
+                                         r"more than the 8\.0 GB available; accepted: fewer requests"):
+        guards.check_run_size(1, n, records=False, available=8 * 2**30,
+                              source="--workload-spec s.yaml: num_requests 100,000,000", drawn_upfront=True)
+    guards.check_run_size(1, n, records=False, available=8 * 2**30)
+
+
+def test_a_workload_spec_is_sized_before_its_requests_are_drawn(capsys, tmp_path):
+    """num_requests 2^63 in a spec used to draw arrivals until memory ran out (found by the fuzz suite)."""
+    spec = tmp_path / "s.yaml"
+    spec.write_text("version: '1'\naggregate_rate: 10\nnum_requests: 9223372036854775808\nclients:\n- id: a\n"
+                    "  rate_fraction: 1\n  arrival: {process: poisson}\n"
+                    "  input_distribution: {type: constant, params: {value: 20}}\n"
+                    "  output_distribution: {type: constant, params: {value: 4}}\n")
+    rc, out, err = _blis(capsys, "--workload-spec", str(spec))
+    assert rc == 2 and out == "" and len(err) == 1
+    assert err[0].startswith(f"blis: error: --workload-spec {spec}: num_requests 9,223,372,036,854,775,808: the run "
+                             "would take about"), err[0]
+    spec.write_text(spec.read_text().replace("num_requests: 9223372036854775808", "num_requests: 0")
+                    .replace("aggregate_rate: 10", "aggregate_rate: 1000000"))
+    rc, out, err = _blis(capsys, "--workload-spec", str(spec), "--horizon", str(10**14))
+    assert rc == 2 and "aggregate_rate 1e+06 up to --horizon 100000000000000 (about" in err[0], err

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from ..config.files import unreadable_value
+from ..config.validators import MAX_TOKEN_LENGTH
 from ..errors import InputError
 
 _MISSING = object()
@@ -113,14 +114,19 @@ class Fields:
             raise self.error(key, f"must be a non-empty string, got {_show(value)}")
         return value.strip()
 
-    def int(self, key: str, default: Any = _MISSING, minimum: int = 0) -> int:
+    def int(self, key: str, default: Any = _MISSING, minimum: int = 0, maximum: int | None = None) -> int:
         value = self.raw(key, default)
         if value is default and default is not _MISSING:
             return value
         number = as_int(value)
-        if number is None or number < minimum:
-            raise self.error(key, f"must be an integer >= {minimum}, got {_show(value)}")
+        if number is None or number < minimum or (maximum is not None and number > maximum):
+            need = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum:,}"
+            raise self.error(key, f"must be an integer {need}, got {_show(value)}")
         return number
+
+    def tokens(self, key: str, default: Any = _MISSING, minimum: int = 0) -> int:
+        """A token count: an integer from ``minimum`` to the longest sequence blis-sim simulates."""
+        return self.int(key, default, minimum, MAX_TOKEN_LENGTH)
 
     def float(self, key: str, default: Any = _MISSING, positive: bool = False) -> float:
         value = self.raw(key, default)

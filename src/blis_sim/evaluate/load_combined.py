@@ -44,15 +44,15 @@ def synthetic_lengths(data: Fields) -> SyntheticLengths:
     """guidellm's emulated-data block (prefix, prompt and output clamped normals)."""
 
     def dist(kind: str) -> LengthDist:
-        mean = data.int(f"{kind}_tokens", minimum=1)
-        stdev = data.int(f"{kind}_tokens_stdev", 0)
-        lo = data.int(f"{kind}_tokens_min", mean if stdev == 0 else 1, minimum=1)
-        hi = data.int(f"{kind}_tokens_max", mean if stdev == 0 else max(mean, lo), minimum=1)
+        mean = data.tokens(f"{kind}_tokens", minimum=1)
+        stdev = data.tokens(f"{kind}_tokens_stdev", 0)
+        lo = data.tokens(f"{kind}_tokens_min", mean if stdev == 0 else 1, minimum=1)
+        hi = data.tokens(f"{kind}_tokens_max", mean if stdev == 0 else max(mean, lo), minimum=1)
         if lo > hi:
             raise data.error(f"{kind}_tokens_min", f"must be <= {kind}_tokens_max ({hi}), got {lo}")
         return LengthDist(mean, stdev, lo, hi)
 
-    return SyntheticLengths(data.int("prefix_tokens", 0), dist("prompt"), dist("output"))
+    return SyntheticLengths(data.tokens("prefix_tokens", 0), dist("prompt"), dist("output"))
 
 
 def _experiment(f: Fields, path: Path, name: str) -> tuple[Experiment, list[Failure]]:

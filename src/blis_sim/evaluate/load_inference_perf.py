@@ -105,8 +105,8 @@ def _lengths(data: Fields) -> SharedPrefixPool | SyntheticLengths:
         groups = sp.int("num_groups", None, minimum=1) or sp.int("num_unique_system_prompts", minimum=1)
         per_group = sp.int("num_prompts_per_group", None, minimum=1) or sp.int("num_users_per_system_prompt",
                                                                                  minimum=1)
-        return SharedPrefixPool(groups, per_group, sp.int("system_prompt_len", minimum=0),
-                                sp.int("question_len", minimum=1), sp.int("output_len", minimum=1))
+        return SharedPrefixPool(groups, per_group, sp.tokens("system_prompt_len", minimum=0),
+                                sp.tokens("question_len", minimum=1), sp.tokens("output_len", minimum=1))
     if kind in ("random", "synthetic"):
         return SyntheticLengths(0, _dist(data.sub("input_distribution")), _dist(data.sub("output_distribution")))
     raise data.error("type", f"{kind!r} data cannot be simulated (shared_prefix, random and synthetic can: a "
@@ -114,8 +114,8 @@ def _lengths(data: Fields) -> SharedPrefixPool | SyntheticLengths:
 
 
 def _dist(d: Fields) -> LengthDist:
-    lo = d.int("min", 1, minimum=1)
-    hi = d.int("max", minimum=lo)
+    lo = d.tokens("min", 1, minimum=1)
+    hi = d.tokens("max", minimum=lo)
     mean = d.float("mean", (lo + hi) / 2)
     std = d.float("std", None)
     std = d.float("stdev", 0.0) if std is None else std

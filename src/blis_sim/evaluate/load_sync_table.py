@@ -54,11 +54,12 @@ def _row(f: Fields, path: Path, name: str) -> Experiment:
     model = f.str("model_config", None) or f.str("model")
 
     def dist(kind: str) -> LengthDist:
-        mean = f.int(f"wl_{kind}_tokens", minimum=1)
-        return LengthDist(mean, f.int(f"wl_{kind}_tokens_stdev", 0), f.int(f"wl_{kind}_tokens_min", mean, minimum=1),
-                          f.int(f"wl_{kind}_tokens_max", mean, minimum=1))
+        mean = f.tokens(f"wl_{kind}_tokens", minimum=1)
+        return LengthDist(mean, f.tokens(f"wl_{kind}_tokens_stdev", 0),
+                          f.tokens(f"wl_{kind}_tokens_min", mean, minimum=1),
+                          f.tokens(f"wl_{kind}_tokens_max", mean, minimum=1))
 
-    lengths = SyntheticLengths(f.int("wl_prefix_tokens", 0), dist("prompt"), dist("output"))
+    lengths = SyntheticLengths(f.tokens("wl_prefix_tokens", 0), dist("prompt"), dist("output"))
     measured = measured_metrics({m: f.raw(col, None) for m, col in _MEASURED.items()},
                                 {m: f.name(col) for m, col in _MEASURED.items()}, f.path)
     if not measured:

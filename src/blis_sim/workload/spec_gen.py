@@ -96,6 +96,11 @@ def _bounded(spec: WorkloadSpec, horizon: int, limit: int) -> None:
                 "this client has no lifecycle windows): set num_requests > 0, horizon, or lifecycle.windows")
 
 
+# The longest mean gap between a client's arrivals (about 36 years): its sum over a block of gaps must stay within the
+# int64 clock; a slower client would put its arrivals beyond any simulated time
+MAX_MEAN_GAP_US = 2.0**50
+
+
 def _arrivals(spec: WorkloadSpec, ci: int, c: ClientSpec, seed: int, horizon: int, cap: int) -> np.ndarray:
     """The client's arrival ticks, ascending."""
     rng = stream(seed, f"spec/client/{ci}/arrival")
@@ -114,6 +119,13 @@ def _arrivals(spec: WorkloadSpec, ci: int, c: ClientSpec, seed: int, horizon: in
             start = end
     else:
         spans = [(0, horizon + 1, 1e6 / (spec.aggregate_rate * share))]  # type: ignore[operator]
+    for _, _, mean_us in spans:
+        if mean_us > MAX_MEAN_GAP_US:
+            raise InputError(
+                f"--workload-spec: clients[{ci}]: its arrival rate ({1e6 / mean_us:.3g} req/s: its share of the "
+                f"{'stage rate' if spec.staged else 'aggregate_rate'}) puts a mean of {mean_us / 3.15576e13:.3g} "
+                f"years between arrivals, beyond what the simulated clock holds; accepted: at least "
+                f"{1e6 / MAX_MEAN_GAP_US:.3g} req/s per client")
     out: list[np.ndarray] = []
     kept = 0
     for begin, end, mean_us in spans:  # arrivals in [begin, end)
