@@ -55,6 +55,9 @@ SIG = 6  # significant digits of derived values
 # Datasheet figures per GPU (dense, i.e. without structured sparsity; per GPU; link bandwidth per direction):
 #   H100 SXM5, H200 SXM: NVIDIA H100 / H200 Tensor Core GPU datasheets (BF16 1,979 and FP8 3,958 TFLOPS with
 #     sparsity; HBM3 3.35 TB/s, 80 GB; HBM3e 4.8 TB/s, 141 GB; NVLink 4 900 GB/s bidirectional).
+#   H100 PCIe: the same datasheet's PCIe column (BF16 1,513 and FP8 3,026 TFLOPS with sparsity; HBM2e 2 TB/s, 80 GB;
+#     PCIe Gen5 128 GB/s bidirectional; an NVLink bridge pairs two cards at most: taken as absent, as for A100 PCIe).
+#     No price: the GPU clouds whose rates the others use do not list it (capacity reports no cost for it).
 #   A100 80GB / 40GB SXM: NVIDIA A100 datasheet (BF16 312 TFLOPS dense; no FP8 tensor cores; HBM2e 2,039 GB/s, HBM2
 #     1,555 GB/s; NVLink 3 600 GB/s bidirectional). A100 80GB PCIe: 1,935 GB/s, 300 W, PCIe Gen4 x16 (an NVLink bridge
 #     pairs two cards at most; taken as absent); priced as the A100 80GB (Modal lists one A100 80GB rate).
@@ -66,6 +69,8 @@ SIG = 6  # significant digits of derived values
 DATASHEETS: dict[str, dict] = {
     "H100": {"TFlopsPeak": 989.5, "fp8TFlopsPeak": 1979.0, "BwPeakTBs": 3.35, "memoryGB": 80, "link": "nvlink",
              "linkBwGBs": 450, "priceUsdPerHour": 3.9492},
+    "H100-PCIe": {"TFlopsPeak": 756.5, "fp8TFlopsPeak": 1513.0, "BwPeakTBs": 2.0, "memoryGB": 80, "link": "pcie",
+                  "linkBwGBs": 64},
     "H200": {"TFlopsPeak": 989.5, "fp8TFlopsPeak": 1979.0, "BwPeakTBs": 4.8, "memoryGB": 141, "link": "nvlink",
              "linkBwGBs": 450, "priceUsdPerHour": 4.5396},
     "A100-80GB": {"TFlopsPeak": 312.0, "fp8TFlopsPeak": 0.0, "BwPeakTBs": 2.039, "memoryGB": 80, "link": "nvlink",
@@ -86,6 +91,7 @@ DATASHEETS: dict[str, dict] = {
 # for H200, L40S, A100 40GB, whose H100 row, 80.6%, agrees with MAMF's 80.3%). None: not found (ratio 1).
 ACHIEVABLE: dict[str, dict[str, float | None]] = {
     "H100": {"memory": 2970 / 3350, "gemm": 794.5 / 989.5},
+    "H100-PCIe": {"memory": None, "gemm": None},  # none found
     "H200": {"memory": 4150 / 4800, "gemm": 790.29 / 989.5 * (794.5 / 797.51)},
     "A100-80GB": {"memory": 1700 / 2039, "gemm": 271.2 / 312},
     "A100-80GB-PCIe": {"memory": 1700 / 2039, "gemm": 252.9 / 312},  # memory: the SXM4 card's share (none found)
@@ -100,7 +106,7 @@ APPLY_GEMM_RATIO = False  # see the module docstring
 
 # Other names of the same GPU (the blackbox rows say A100-80, the reference's roofline file A100-SXM).
 ALIASES = {"A100-80": "A100-80GB", "A100-SXM": "A100-80GB"}
-ORDER = ("H100", "H200", "A100-80", "A100-80GB", "A100-SXM", "A100-80GB-PCIe", "A100-40GB", "L40S", "B200")
+ORDER = ("H100", "H100-PCIe", "H200", "A100-80", "A100-80GB", "A100-SXM", "A100-80GB-PCIe", "A100-40GB", "L40S", "B200")
 
 # NCCL's latency model of a ring all-reduce with the LL protocol, in us: base + hops x per-hop latency of the link.
 NCCL_BASE_US = 3.6
@@ -163,7 +169,8 @@ def derive_entry(source: dict, gpu: str) -> dict:
         else:
             out[key] = transfer_value(key, value, gpu)
     for key in DATASHEET_KEYS:
-        out[key] = sheet[key]
+        if key in sheet:  # priceUsdPerHour may be unknown
+            out[key] = sheet[key]
     out["efficiencyModel"] = gpu
     # the order of the H100 entry, datasheet keys first
     return {**{k: out[k] for k in ("TFlopsPeak", "fp8TFlopsPeak", "BwPeakTBs")},

@@ -97,6 +97,7 @@ def test_text_config_nesting_and_unknown_quantization():
     ("H100-80GB-HBM3 (SXM)", "H100"), ("NVIDIA H100 80GB HBM3", "H100"), ("h200", "H200"),
     ("NVIDIA A100-SXM4-40GB", "A100-40GB"), ("A100 80GB PCIe", "A100-80GB-PCIe"), ("NVIDIA L40S", "L40S"),
     ("NVIDIA A100-SXM4-80GB", "A100-80GB"), ("NVIDIA A100 80GB PCIe", "A100-80GB-PCIe"),
+    ("NVIDIA H100 PCIe", "H100-PCIe"), ("H100 PCIe 80GB", "H100-PCIe"),
 ])
 def test_gpu_names(described, entry):
     assert gpu_entry(described, packaged_hardware_config()) == entry

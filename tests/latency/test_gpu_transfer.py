@@ -38,7 +38,8 @@ def test_packaged_files_are_the_scripts_derivation(capsys):
 def test_efficiencies_and_host_overheads_carry_over_peaks_do_not():
     script = _script()
     h100 = load_hardware(PACKAGED, "H100")
-    for gpu in ("H200", "A100-80", "A100-80GB", "A100-SXM", "A100-80GB-PCIe", "A100-40GB", "L40S", "B200"):
+    for gpu in ("H100-PCIe", "H200", "A100-80", "A100-80GB", "A100-SXM", "A100-80GB-PCIe", "A100-40GB", "L40S",
+                "B200"):
         hw = load_hardware(PACKAGED, gpu)
         canonical = script.ALIASES.get(gpu, gpu)
         mem = script.achievable_ratio(canonical, "memory")
@@ -66,12 +67,15 @@ def test_efficiencies_and_host_overheads_carry_over_peaks_do_not():
     assert l40s.link_bw_gbs == 32 and l40s.fp8_peak_factor == pytest.approx(733 / 362.05)
     pcie = load_hardware(PACKAGED, "A100-80GB-PCIe")
     assert (pcie.bw_peak_tbs, pcie.link_bw_gbs) == (1.935, 32)
+    h_pcie = load_hardware(PACKAGED, "H100-PCIe")  # HBM2e and PCIe Gen5, FP8 cores; no price is known for it
+    assert (h_pcie.tflops_peak, h_pcie.bw_peak_tbs, h_pcie.link_bw_gbs) == (756.5, 2.0, 64)
+    assert h_pcie.fp8_peak_factor == pytest.approx(2.0) and h_pcie.all_reduce_latency == l40s.all_reduce_latency
 
 
 def test_transferred_efficiency_models_are_the_h100_one_scaled():
     script = _script()
     h100 = load_packaged_efficiency("H100")
-    for gpu in ("H200", "A100-80GB", "A100-80GB-PCIe", "A100-40GB", "L40S", "B200"):
+    for gpu in ("H100-PCIe", "H200", "A100-80GB", "A100-80GB-PCIe", "A100-40GB", "L40S", "B200"):
         eff = load_packaged_efficiency(gpu)
         mem = script.achievable_ratio(gpu, "memory")
         assert (eff.gemm.t0_us, eff.gemm.mu, eff.gemm.p) == (h100.gemm.t0_us, h100.gemm.mu, h100.gemm.p)

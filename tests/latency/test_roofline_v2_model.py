@@ -197,7 +197,8 @@ def test_moe_routes_tokens_to_experts():
 # ---------------------------------------------------------------- fitted model
 def test_packaged_efficiency_model():
     # H100 fitted on its kernels; the others transferred from it (scripts/transfer_calibration.py)
-    assert packaged_efficiency_names() == ["A100-40GB", "A100-80GB", "A100-80GB-PCIE", "B200", "H100", "H200", "L40S"]
+    assert packaged_efficiency_names() == ["A100-40GB", "A100-80GB", "A100-80GB-PCIE", "B200", "H100", "H100-PCIE", "H200",
+                                           "L40S"]
     assert EFF.gemm.mu <= 1 and EFF.decode.eta <= 1 and EFF.prefill.mu <= 1 and EFF.gemm.p >= 1
     raw = json.loads((DATA / "efficiency_h100.json").read_text())
     errors = raw["fit_errors"]
@@ -211,7 +212,7 @@ def test_no_fitted_model_for_unknown_gpus():
     from blis_sim.latency.mfu.fitted import load_packaged_efficiency as load
 
     with pytest.raises(InputError, match=r"no fitted efficiency model for GPU 'A100-80' \(shipped: A100-40GB, "
-                                         r"A100-80GB, A100-80GB-PCIE, B200, H100, H200, L40S\)"):
+                                         r"A100-80GB, A100-80GB-PCIE, B200, H100, H100-PCIE, H200, L40S\)"):
         load("A100-80")  # an alias: its hardware entry names A100-80GB through efficiencyModel
 
 
