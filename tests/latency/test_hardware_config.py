@@ -17,7 +17,8 @@ HANDSET = DATA / "hardware_config_handset.json"  # the hand-set constants of ROO
 # terms added after error analysis
 ADDED = {"requestOverheadMicros", "allReduceBwGBs", "decodeKvBwEff", "moeExperts", "gemmEta", "flatStepOverhead"}
 PEAKS = {  # public datasheet figures: dense BF16 TFLOPS, HBM TB/s
-    "H100": (989.5, 3.35), "H100-PCIe": (756.5, 2.0), "H200": (989.5, 4.8), "A100-80": (312.0, 2.039), "A100-80GB": (312.0, 2.039),
+    "H100": (989.5, 3.35), "H100-PCIe": (756.5, 2.0), "H200": (989.5, 4.8), "A100-80": (312.0, 2.039),
+    "A100-80GB": (312.0, 2.039),
     "A100-SXM": (312.0, 2.039), "A100-80GB-PCIe": (312.0, 1.935), "A100-40GB": (312.0, 1.555),
     "L40S": (362.05, 0.864), "B200": (2250.0, 8.0),
 }

@@ -197,8 +197,8 @@ def test_moe_routes_tokens_to_experts():
 # ---------------------------------------------------------------- fitted model
 def test_packaged_efficiency_model():
     # H100 fitted on its kernels; the others transferred from it (scripts/transfer_calibration.py)
-    assert packaged_efficiency_names() == ["A100-40GB", "A100-80GB", "A100-80GB-PCIE", "B200", "H100", "H100-PCIE", "H200",
-                                           "L40S"]
+    assert packaged_efficiency_names() == ["A100-40GB", "A100-80GB", "A100-80GB-PCIE", "B200", "H100", "H100-PCIE",
+                                           "H200", "L40S"]
     assert EFF.gemm.mu <= 1 and EFF.decode.eta <= 1 and EFF.prefill.mu <= 1 and EFF.gemm.p >= 1
     raw = json.loads((DATA / "efficiency_h100.json").read_text())
     errors = raw["fit_errors"]
