@@ -29,7 +29,7 @@ from .guards import check_run_size, expected_requests
 from .kv.cpu_tier import CPUTier
 from .kv.tier import KVTier
 from .kv.vllm_offload import VLLMOffloadTier
-from .latency.select import LatencyCache, ResolvedLatency, resolve_latency
+from .latency.select import LatencyCache, ResolvedLatency, resolve_latency, uses_packaged_constants
 from .metrics.anomalies import priority_inversions
 from .metrics.counters import InstanceCounters
 from .metrics.fitness import components as fitness_components
@@ -245,7 +245,7 @@ def execute(
         results.trace = trace
         results.show_trace_summary = cfg.output.summarize_trace
     if cfg.output.intervals:
-        if prepared.resolved.kind != "blackbox" and not prepared.resolved.packaged_constants:
+        if resolved.kind != "blackbox" and not uses_packaged_constants(cfg.latency, resolved.hardware):
             log.warning("--intervals: the intervals were drawn from the residuals of the packaged calibrated "
                         "constants and fitted kernels; this run prices steps with other constants or kernel tables "
                         "(--hardware-config entry, overrides or --bench-data-path), whose errors differ; none printed")

@@ -24,10 +24,10 @@ from blis_sim.evaluate.resolve import (
     defaults_file,
     find_model_config,
     gpu_entry,
-    packaged_hardware_config,
     wants_async,
 )
 from blis_sim.latency.hf_config import parse_model_config
+from blis_sim.latency.select import packaged_hardware_config
 from blis_sim.workload import build
 from blis_sim.workload.description import SEQUENTIAL_GAP_US, GaussianLengths, PromptPool, Stage
 

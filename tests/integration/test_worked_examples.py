@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 EXPECTED_18_1 = """=== Simulation Metrics ===
 {
   "instance_id": "cluster",

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import json
 import math
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..latency.select import packaged_hardware_config
 
 WARMUP_FRACTION = 0.25
 SATURATED_BELOW = 0.95
@@ -118,10 +118,6 @@ def steady(records: list[dict]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------------------ prices
 _PRICES: dict[tuple[str, float], dict[str, Any]] = {}
-
-
-def packaged_hardware_config() -> Path:
-    return Path(str(resources.files("blis_sim") / "data" / "hardware_config.json"))
 
 
 def gpu_price(hardware_config: Path | None, gpu: str) -> float | None:

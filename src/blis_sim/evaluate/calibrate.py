@@ -34,10 +34,11 @@ import numpy as np
 
 from ..config.names import DEFAULT_GPU, ROOFLINE_MODELS
 from ..errors import InputError
+from ..latency.select import packaged_hardware_config
 from ..processes import init_worker, stop_pool
 from .discover import GroundTruth, load_ground_truth
 from .experiment import Failure
-from .resolve import Unsimulatable, packaged_hardware_config
+from .resolve import Unsimulatable
 from .runner import Options, plan_experiment, score_outcomes
 from .scoring import ScoredPoint, aggregate
 from .simulate import RunPlan, run_plan, with_hardware_overrides

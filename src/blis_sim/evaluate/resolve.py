@@ -25,10 +25,6 @@ class Unsimulatable(Exception):
     """An experiment that cannot be simulated, and why."""
 
 
-def packaged_hardware_config() -> Path:
-    return Path(str(resources.files("blis_sim") / "data" / "hardware_config.json"))
-
-
 def packaged_model_configs() -> Path:
     return Path(str(resources.files("blis_sim") / "data" / "model_configs"))
 

@@ -25,7 +25,7 @@ from ..config.names import DEFAULT_GPU, LATENCY_MODELS
 from ..errors import InputError, Terminated
 from ..latency.hardware import load_hardware
 from ..latency.kv_capacity import kv_bytes_per_block
-from ..latency.select import has_efficiency_model
+from ..latency.select import has_efficiency_model, packaged_hardware_config
 from ..processes import init_worker, stop_pool
 from ..report.intervals import packaged_intervals
 from .discover import GroundTruth, load_ground_truth
@@ -39,7 +39,6 @@ from .resolve import (
     kv_blocks,
     load_model,
     model_key,
-    packaged_hardware_config,
     wants_async,
 )
 from .saturation import judge, summary

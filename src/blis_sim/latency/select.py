@@ -50,9 +50,6 @@ class ResolvedLatency:
     tp: int
     vllm_version: str
     kind: str  # "blackbox" | "roofline-v1" | "roofline-v2"
-    # the packaged, calibrated constants priced the steps (the shipped prediction intervals were drawn from their
-    # residuals): the packaged entry of the GPU unchanged, no overrides, v2 with its fitted kernels, not tables
-    packaged_constants: bool = False
 
 
 class LatencyCache:
@@ -218,7 +215,6 @@ def _roofline(lat: LatencyConfig, eng: EngineConfig) -> ResolvedLatency:
     model_cfg = load_model_config(lat.model_config_folder)
     check_tp(model_cfg, tp)
     hw = load_hardware(lat.hardware_config, hardware)
-    packaged = not lat.hardware_overrides and lat.bench_data_path is None and _is_packaged_entry(hw, hardware)
     model: LatencyModel
     if version == "roofline-v1":
         hw = _overridden(hw, lat.hardware_overrides)
@@ -253,15 +249,19 @@ def _roofline(lat: LatencyConfig, eng: EngineConfig) -> ResolvedLatency:
         tp=tp,
         vllm_version=lat.vllm_version,
         kind=version,
-        packaged_constants=packaged,
     )
 
 
-def _is_packaged_entry(hw: HardwareCalib, gpu: str) -> bool:
-    """Whether ``hw`` holds the packaged hardware config's constants for ``gpu`` (a copy of the packaged file,
-    such as the repository's ``hardware_config.json``, counts; the hand-set file or an edited entry does not)."""
+def uses_packaged_constants(lat: LatencyConfig, gpu: str) -> bool:
+    """Whether a roofline run of ``lat`` on ``gpu`` prices its steps with the packaged calibrated constants and
+    fitted kernels (the shipped prediction intervals were drawn from their residuals): the packaged entry of the GPU
+    unchanged (a copy of the packaged file, such as the repository's ``hardware_config.json``, counts; the hand-set
+    file or an edited entry does not), no overrides, no kernel tables. Read only when intervals are asked for."""
+    if lat.hardware_overrides or lat.bench_data_path is not None:
+        return False
+    packaged = packaged_hardware_config()
     try:
-        return load_hardware(packaged_hardware_config(), gpu) == hw
+        return load_hardware(packaged, gpu) == load_hardware(lat.hardware_config or packaged, gpu)
     except InputError:  # a GPU the packaged file does not have
         return False
 
